@@ -1,0 +1,97 @@
+"""Command line: `python -m core setup` and `python -m core transcribe FILE... [options]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from core.results import MODES
+
+JSON_KEYS = ("file", "mode", "text", "latency_s", "audio_s", "rtfx", "tokens", "tokens_per_s", "encoder_s", "decode_s")
+
+
+def quiet_libraries() -> None:
+    """transformers warns on every assisted-generation call; keep the console for results."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _parser() -> argparse.ArgumentParser:
+    from core.presets import PRESETS
+
+    parser = argparse.ArgumentParser(prog="python -m core", description="Distil-Whisper Arena core")
+    commands = parser.add_subparsers(dest="command", required=True)
+    setup = commands.add_parser("setup", help="fetch and convert the offline Whisper weights (idempotent)")
+    setup.add_argument("--no-tiny", action="store_true", help="skip whisper tiny.en")
+
+    run = commands.add_parser("transcribe", help="transcribe audio/video files in one or all modes")
+    run.add_argument("files", nargs="+")
+    run.add_argument("--preset", choices=sorted(PRESETS), help="default: ARENA_PRESET, else large-v3 on GPU / local on CPU")
+    run.add_argument("--mode", default="all", choices=("all", *MODES))
+    run.add_argument("--long-form", default="chunked", choices=("chunked", "sequential"))
+    run.add_argument("--timestamps", action="store_true")
+    run.add_argument("--language", default="en", help="language code, or 'auto' to detect with the teacher")
+    run.add_argument("--json", action="store_true", help="one JSON object per file and mode")
+    return parser
+
+
+def _table(file: str, results) -> str:
+    header = f"{'mode':<12} {'latency s':>9} {'RTFx':>6} {'tok/s':>6} {'tokens':>6} {'accept':>6} {'= teacher':>9}  text"
+    rows = [f"== {file}", header]
+    for r in results:
+        accept = "" if r.acceptance_rate is None else f"{r.acceptance_rate:.0%}"
+        same = {None: "", True: "yes", False: "NO"}[r.identical_to_teacher]
+        rows.append(
+            f"{r.mode:<12} {r.latency_s:>9.2f} {r.rtfx:>6.1f} {r.tokens_per_s:>6.1f} {r.tokens:>6} {accept:>6} {same:>9}  {r.text}"
+        )
+        for s in r.segments or []:
+            rows.append(f"{'':<12} [{s.start:7.2f} -> {s.end:7.2f}] {s.text}")
+    return "\n".join(rows)
+
+
+def transcribe(args) -> int:
+    from core.audio import load_audio
+    from core.engine import Arena, Options
+    from core.errors import ArenaError
+
+    quiet_libraries()
+    try:
+        arena = Arena.load(args.preset)
+    except ArenaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    options = Options(
+        modes=MODES if args.mode == "all" else (args.mode,),
+        timestamps=args.timestamps,
+        long_form=args.long_form,
+        language=None if args.language == "auto" else args.language,
+    )
+    failed = 0
+    for file in args.files:
+        try:
+            results = arena.transcribe(load_audio(file), options)
+        except ArenaError as err:
+            print(f"error: {file}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.json:
+            for r in results:
+                print(json.dumps({"file": file, **r.to_dict()}, ensure_ascii=False))
+        else:
+            print(_table(file, results))
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    if args.command == "setup":
+        from core.weights import ensure_models
+
+        ensure_models(include_tiny=not args.no_tiny)
+        return 0
+    return transcribe(args)

@@ -1,0 +1,56 @@
+"""Make a Distil-Whisper student from a teacher: same encoder, a few of its decoder layers.
+
+Distil-Whisper (Gandhi et al., 2023, §3) copies the whole encoder (frozen during training) and keeps
+decoder layers spread evenly over the teacher's depth, always the first and the last.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+DEFAULT_DECODER_LAYERS = 2
+
+
+def pick_decoder_layers(teacher_layers: int, student_layers: int) -> list[int]:
+    """Indices taken evenly from the teacher, first and last included (6 -> 2 gives [0, 5])."""
+    if not 1 <= student_layers <= teacher_layers:
+        raise ValueError(f"a student needs 1..{teacher_layers} decoder layers, not {student_layers}")
+    if student_layers == 1:
+        return [0]
+    step = (teacher_layers - 1) / (student_layers - 1)
+    return sorted({round(i * step) for i in range(student_layers)})
+
+
+def create_student(teacher, num_decoder_layers: int = DEFAULT_DECODER_LAYERS):
+    """A new WhisperForConditionalGeneration initialised from `teacher`; the teacher is left untouched."""
+    from transformers import WhisperForConditionalGeneration
+
+    layers = pick_decoder_layers(teacher.config.decoder_layers, num_decoder_layers)
+    config = copy.deepcopy(teacher.config)
+    config.decoder_layers = len(layers)
+    student = WhisperForConditionalGeneration(config).to(teacher.dtype)
+
+    teacher_state = teacher.state_dict()
+    student_state = {}
+    for name in student.state_dict():
+        source = name
+        if name.startswith("model.decoder.layers."):
+            index = int(name.split(".")[3])
+            source = name.replace(f"layers.{index}.", f"layers.{layers[index]}.", 1)
+        student_state[name] = teacher_state[source].clone()
+    student.load_state_dict(student_state)
+    student.tie_weights()
+    student.generation_config = copy.deepcopy(teacher.generation_config)
+    student.config.distilled_from_layers = layers
+    return student
+
+
+@torch.no_grad()
+def encoder_matches(a, b) -> bool:
+    """True when two Whisper models carry the same encoder weights (then one encoder pass serves both)."""
+    sa, sb = a.model.encoder.state_dict(), b.model.encoder.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and torch.equal(sa[k].to(sb[k].dtype).to(sb[k].device), sb[k]) for k in sa
+    )

@@ -1,0 +1,398 @@
+"""Transcribe one clip with student, teacher and speculative decoding: one runner, three strategies.
+
+Every mode decodes greedily (num_beams=1) from the same log-mel features. Audio up to 30 s is one
+window; longer audio is cut into overlapping chunks (merged the way transformers' pipeline does) or
+decoded with OpenAI's sequential algorithm. Timing comes from forward hooks, so the numbers are
+those of the real `generate` calls, not of a re-implementation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from core.audio import SAMPLE_RATE
+from core.errors import ArenaError
+from core.models import LoadedModels, load_models
+from core.presets import get_preset
+from core.results import MODES, ModelInfo, ModeResult, Segment
+
+WINDOW_S = 30.0  # Whisper's receptive field
+STRIDE_FRACTION = 1 / 6  # overlap on each side of a chunk, as in transformers' pipeline
+TIME_PRECISION = 0.02  # seconds per timestamp token
+SPEECH_GATE_DBFS = -60.0  # a window whose loudest 30 ms frame is quieter than this holds no speech
+GATE_FRAME_S = 0.03
+MAX_NEW_TOKENS = 440  # Whisper's decoder holds 448 positions, 4 of them taken by the prompt
+TOKENS_PER_SECOND_CAP = 12  # fast speech is ~5 tokens/s; timestamps add ~1/s
+LONG_FORM_ALGORITHMS = ("chunked", "sequential")
+SPECULATIVE_TIMESTAMPS_NOTE = (
+    "Speculative decoding runs without timestamps: transformers returns wrong text when assisted "
+    "generation predicts timestamps. Its text equals the teacher's; use the teacher's segments."
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Options:
+    modes: tuple[str, ...] = MODES
+    timestamps: bool = False
+    long_form: str = "chunked"  # or "sequential" (audio over 30 s only)
+    language: str | None = "en"  # None: detected once by the teacher, then used by every mode
+    batch_size: int = 8  # chunks decoded together (speculative decoding is limited to 1)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """What differs between the three modes: which model decodes, and with which draft model."""
+
+    mode: str
+    model: object
+    assistant: object | None = None
+    max_batch: int | None = None
+    timestamps: bool = True
+
+
+@dataclass
+class Window:
+    audio: np.ndarray
+    offset_s: float
+    stride_s: tuple[float, float, float] | None = None  # (length, left overlap, right overlap)
+
+
+@dataclass
+class _Prepared:
+    """Features computed once per algorithm and shared by every mode that uses it."""
+
+    algorithm: str
+    windows: list[Window]
+    features: torch.Tensor
+    attention_mask: torch.Tensor | None
+    features_s: float
+    speech: list[bool] = field(default_factory=list)
+
+
+def has_speech(audio: np.ndarray) -> bool:
+    """Energy gate: digital silence and near-silence never reach a model (Whisper hallucinates on them)."""
+    frame = int(GATE_FRAME_S * SAMPLE_RATE)
+    usable = len(audio) // frame * frame
+    if usable == 0:
+        return bool(np.abs(audio).max(initial=0.0) > 10 ** (SPEECH_GATE_DBFS / 20))
+    rms = np.sqrt(np.mean(audio[:usable].reshape(-1, frame) ** 2, axis=1))
+    return bool(rms.max() > 10 ** (SPEECH_GATE_DBFS / 20))
+
+
+def max_new_tokens(window_s: float) -> int:
+    """Cap output length by audio length: a looping decoder stops early instead of at 448 tokens."""
+    return min(MAX_NEW_TOKENS, int(TOKENS_PER_SECOND_CAP * window_s) + 16)
+
+
+def plan_chunks(audio: np.ndarray, chunk_length_s: float) -> list[Window]:
+    """Overlapping chunks; the overlaps let the merge drop words cut at chunk edges."""
+    chunk = int(chunk_length_s * SAMPLE_RATE)
+    stride = int(round(chunk_length_s * STRIDE_FRACTION * SAMPLE_RATE))
+    step = chunk - 2 * stride
+    windows = []
+    for start in range(0, len(audio), step):
+        piece = audio[start : start + chunk]
+        is_last = start + chunk >= len(audio)
+        left, right = (0 if start == 0 else stride), (0 if is_last else stride)
+        if len(piece) > left:
+            windows.append(Window(piece, start / SAMPLE_RATE, (len(piece) / SAMPLE_RATE, left / SAMPLE_RATE, right / SAMPLE_RATE)))
+        if is_last:
+            break
+    return windows
+
+
+class _Meter:
+    """Times encoder passes and counts decoder calls through forward hooks, inside `generate`."""
+
+    def __init__(self, encoder, decoder, draft_decoder, synchronize: bool):
+        self.encoder_s = 0.0
+        self.decoder_calls = 0
+        self.draft_calls = 0
+        self._sync = synchronize
+        self._start = 0.0
+        self._hooks = [
+            encoder.register_forward_pre_hook(self._encoder_start),
+            encoder.register_forward_hook(self._encoder_end),
+            decoder.register_forward_hook(self._count_decoder),
+        ]
+        if draft_decoder is not None:
+            self._hooks.append(draft_decoder.register_forward_hook(self._count_draft))
+
+    def _now(self) -> float:
+        if self._sync:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def _encoder_start(self, *_):
+        self._start = self._now()
+
+    def _encoder_end(self, *_):
+        self.encoder_s += self._now() - self._start
+
+    def _count_decoder(self, *_):
+        self.decoder_calls += 1
+
+    def _count_draft(self, *_):
+        self.draft_calls += 1
+
+    def close(self):
+        for hook in self._hooks:
+            hook.remove()
+
+
+class Arena:
+    """The facade: load a preset once, then transcribe any audio in any of the three modes."""
+
+    def __init__(self, models: LoadedModels):
+        self.models = models
+        self.processor = models.processor
+        self.tokenizer = models.processor.tokenizer
+        self.eot = models.teacher.generation_config.eos_token_id
+        self.multilingual = bool(getattr(models.teacher.generation_config, "is_multilingual", False))
+        self.strategies = {
+            "student": Strategy("student", models.student),
+            "teacher": Strategy("teacher", models.teacher),
+            "speculative": Strategy("speculative", models.teacher, models.assistant, max_batch=1, timestamps=False),
+        }
+        self._info = models.info()
+
+    @classmethod
+    def load(cls, preset: str | None = None, warmup: bool = True) -> "Arena":
+        started = time.perf_counter()
+        arena = cls(load_models(get_preset(preset)))
+        if warmup:
+            arena.warmup()
+        log.info("preset %s ready in %.1f s", arena.info.preset, time.perf_counter() - started)
+        return arena
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def warmup(self) -> None:
+        """One short pass per mode so the first user request doesn't pay for lazy initialisation."""
+        rng = np.random.default_rng(0)
+        noise = (0.05 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
+        prepared = self._prepare(noise, "short-form", Options())
+        for strategy in self.strategies.values():
+            self._decode(strategy, prepared, Options(), force=True)
+
+    # ---- public API -------------------------------------------------------------------------
+
+    def transcribe(self, audio: np.ndarray, options: Options = Options()) -> list[ModeResult]:
+        return list(self.iter_transcribe(audio, options))
+
+    def iter_transcribe(
+        self, audio: np.ndarray, options: Options = Options(), progress: Callable[[float, str], None] | None = None
+    ) -> Iterator[ModeResult]:
+        """Yield each mode's result as soon as it is done (teacher before speculative, which is compared to it)."""
+        unknown = set(options.modes) - set(MODES)
+        if unknown or not options.modes:
+            raise ArenaError(f"Choose at least one mode among {', '.join(MODES)} (got {sorted(options.modes)}).")
+        if options.long_form not in LONG_FORM_ALGORITHMS:
+            raise ArenaError(f"Long-form algorithm must be one of {LONG_FORM_ALGORITHMS}, not {options.long_form!r}.")
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if options.language is None and self.multilingual:
+            options = replace(options, language=self.detect_language(audio))
+
+        prepared: dict[str, _Prepared] = {}
+        teacher_result: ModeResult | None = None
+        ordered = [m for m in MODES if m in options.modes]
+        for index, mode in enumerate(ordered):
+            if progress:
+                progress(index / len(ordered), f"{mode}…")
+            strategy = self.strategies[mode]
+            algorithm = self._algorithm(audio, options, strategy)
+            if algorithm not in prepared:
+                prepared[algorithm] = self._prepare(audio, algorithm, options)
+            result = self._decode(strategy, prepared[algorithm], options)
+            if mode == "teacher":
+                teacher_result = result
+            elif mode == "speculative":
+                result.identical_to_teacher = self._same_tokens(result, teacher_result)
+            yield result
+        if progress:
+            progress(1.0, "done")
+
+    def detect_language(self, audio: np.ndarray) -> str:
+        features = self._features([audio[: int(WINDOW_S * SAMPLE_RATE)]])
+        with torch.inference_mode():
+            token = self.models.teacher.detect_language(input_features=features)[0].item()
+        return self.tokenizer.convert_ids_to_tokens(token).strip("<|>")
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _algorithm(self, audio: np.ndarray, options: Options, strategy: Strategy) -> str:
+        if len(audio) <= WINDOW_S * SAMPLE_RATE:
+            return "short-form"
+        if options.long_form == "sequential" and strategy.timestamps:
+            return "sequential"
+        return "chunked"  # speculative decoding has no sequential algorithm: it needs timestamps
+
+    def _features(self, audios: list[np.ndarray], long_form: bool = False):
+        kwargs = dict(sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        if long_form:
+            kwargs.update(truncation=False, padding="longest", return_attention_mask=True)
+        extracted = self.processor.feature_extractor(audios, **kwargs)
+        features = extracted.input_features.to(self.models.device, self.models.dtype)
+        if long_form:
+            return features, extracted.attention_mask.to(self.models.device)
+        return features
+
+    def _prepare(self, audio: np.ndarray, algorithm: str, options: Options) -> _Prepared:
+        started = time.perf_counter()
+        mask = None
+        if algorithm == "short-form":
+            windows = [Window(audio, 0.0)]
+        elif algorithm == "chunked":
+            windows = plan_chunks(audio, self.models.preset.chunk_length_s)
+        else:
+            windows = [Window(audio, 0.0)]
+        speech = [has_speech(w.audio) for w in windows]
+        if algorithm == "sequential":
+            features, mask = self._features([audio], long_form=True)
+        else:
+            features = self._features([w.audio for w in windows])
+        return _Prepared(algorithm, windows, features, mask, time.perf_counter() - started, speech)
+
+    def _generate_kwargs(self, strategy: Strategy, options: Options, timestamps: bool) -> dict:
+        kwargs: dict = dict(num_beams=1, do_sample=False, return_timestamps=timestamps)
+        if self.multilingual:
+            kwargs.update(language=options.language or "en", task="transcribe")
+        if strategy.assistant is not None:
+            # generate() adapts the draft length as it goes; reset it so every call starts equal
+            config = strategy.assistant.generation_config
+            config.num_assistant_tokens = self.models.preset.draft_tokens
+            config.num_assistant_tokens_schedule = "constant"
+            config.assistant_confidence_threshold = 0.0
+            kwargs["assistant_model"] = strategy.assistant
+        return kwargs
+
+    def _decode(self, strategy: Strategy, prepared: _Prepared, options: Options, force: bool = False) -> ModeResult:
+        timestamps = options.timestamps and strategy.timestamps
+        kwargs = self._generate_kwargs(strategy, options, timestamps)
+        on_gpu = self.models.device.type == "cuda"
+        meter = _Meter(
+            strategy.model.model.encoder,
+            strategy.model.model.decoder,
+            strategy.assistant.model.decoder if strategy.assistant is not None else None,
+            synchronize=on_gpu,
+        )
+        if on_gpu:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                if prepared.algorithm == "sequential":
+                    token_ids, segments = self._generate_sequential(strategy, prepared, kwargs)
+                else:
+                    token_ids = self._generate_windows(strategy, prepared, kwargs, options, force)
+                    segments = None
+        finally:
+            meter.close()
+        if on_gpu:
+            torch.cuda.synchronize()
+        decode_wall = time.perf_counter() - started
+
+        if prepared.algorithm == "sequential":
+            text = "".join(s.text for s in segments)
+            segments = [replace(s, text=s.text.strip()) for s in segments]
+        else:
+            text, segments = self._merge(prepared, token_ids, timestamps)
+        audio_s = sum(len(w.audio) for w in prepared.windows) / SAMPLE_RATE
+        if prepared.algorithm == "chunked":
+            audio_s = prepared.windows[-1].offset_s + len(prepared.windows[-1].audio) / SAMPLE_RATE
+        result = ModeResult(
+            mode=strategy.mode,
+            model=self.models.preset.student if strategy.mode == "student" else self.models.preset.teacher,
+            text=text.strip(),
+            segments=segments if timestamps else None,
+            tokens=sum(1 for ids in token_ids for t in ids if t < self.eot),
+            latency_s=prepared.features_s + decode_wall,
+            encoder_s=meter.encoder_s,
+            decode_s=decode_wall - meter.encoder_s,
+            audio_s=audio_s,
+            algorithm=prepared.algorithm,
+            token_ids=token_ids,
+        )
+        if strategy.assistant is not None:
+            generated = sum(len(ids) for ids in token_ids)
+            result.draft_tokens = meter.draft_calls
+            result.accepted_tokens = max(generated - meter.decoder_calls, 0)
+            if options.timestamps:
+                result.note = SPECULATIVE_TIMESTAMPS_NOTE
+        return result
+
+    def _generate_windows(self, strategy, prepared: _Prepared, kwargs: dict, options: Options, force: bool):
+        """Decode every window that holds speech, in batches; silent windows give no tokens."""
+        batch = min(options.batch_size, strategy.max_batch or options.batch_size)
+        todo = [i for i, speech in enumerate(prepared.speech) if speech or force]
+        token_ids: list[list[int]] = [[] for _ in prepared.windows]
+        for start in range(0, len(todo), batch):
+            index = todo[start : start + batch]
+            longest_s = max(len(prepared.windows[i].audio) for i in index) / SAMPLE_RATE
+            out = strategy.model.generate(
+                input_features=prepared.features[index], max_new_tokens=max_new_tokens(longest_s), **kwargs
+            )
+            sequences = out["sequences"] if isinstance(out, dict) else out
+            for i, row in zip(index, sequences.tolist()):
+                token_ids[i] = self._strip(row)
+        return token_ids
+
+    def _generate_sequential(self, strategy, prepared: _Prepared, kwargs: dict):
+        """OpenAI's algorithm: slide a 30 s window, jumping to the last predicted timestamp."""
+        if not any(prepared.speech):
+            return [[]], []
+        out = strategy.model.generate(
+            input_features=prepared.features,
+            attention_mask=prepared.attention_mask,
+            return_segments=True,
+            condition_on_prev_tokens=False,
+            **{**kwargs, "return_timestamps": True},
+        )
+        segments = []
+        for seg in out["segments"][0]:
+            text = self.tokenizer.decode(seg["tokens"], skip_special_tokens=True)
+            segments.append(Segment(float(seg["start"]), float(seg["end"]), text))
+        return [self._strip(out["sequences"][0].tolist())], segments
+
+    def _strip(self, ids: list[int]) -> list[int]:
+        """Cut the padding that generate() appends to rows of a batch that finished early."""
+        return ids[: ids.index(self.eot) + 1] if self.eot in ids else ids
+
+    def _merge(self, prepared: _Prepared, token_ids: list[list[int]], timestamps: bool):
+        """Join windows as transformers' pipeline does: longest common token run across overlaps."""
+        outputs = []
+        for window, ids in zip(prepared.windows, token_ids):
+            output = {"tokens": np.array([ids or [self.eot]], dtype=np.int64)}
+            if window.stride_s is not None:
+                output["stride"] = window.stride_s
+            outputs.append(output)
+        text, extra = self.tokenizer._decode_asr(
+            outputs, return_timestamps=timestamps, return_language=False, time_precision=TIME_PRECISION
+        )
+        if not timestamps:
+            return text, None
+        total = prepared.windows[-1].offset_s + len(prepared.windows[-1].audio) / SAMPLE_RATE
+        segments = []
+        for chunk in extra.get("chunks", []):
+            start, end = chunk["timestamp"]
+            start = float(start or 0.0)
+            end = float(end) if end is not None else total
+            if chunk["text"].strip():
+                segments.append(Segment(round(start, 2), round(min(max(end, start), total), 2), chunk["text"].strip()))
+        return text, segments
+
+    @staticmethod
+    def _same_tokens(result: ModeResult, teacher: ModeResult | None) -> bool | None:
+        if teacher is None or teacher.segments is not None or teacher.algorithm != result.algorithm:
+            return None  # timestamps or a different algorithm change the teacher's tokens
+        return result.token_ids == teacher.token_ids

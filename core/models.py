@@ -1,0 +1,147 @@
+"""Load a preset's teacher and student once, on the best device, ready for all three modes."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core import weights
+from core.distill.create import encoder_matches
+from core.errors import ModelUnavailableError
+from core.presets import Preset
+from core.results import ModelInfo
+
+HUB_HOST = ("huggingface.co", 443)
+HUB_PROBE_TIMEOUT_S = 3.0
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModels:
+    preset: Preset
+    teacher: object  # WhisperForConditionalGeneration
+    student: object  # WhisperForConditionalGeneration (shares the teacher's encoder module when equal)
+    assistant: object  # the student as speculative draft model: decoder-only when the encoder is shared
+    processor: object  # WhisperProcessor
+    device: torch.device
+    dtype: torch.dtype
+    attention: str
+    shared_encoder: bool
+
+    def info(self) -> ModelInfo:
+        def millions(module) -> float:
+            return sum(p.numel() for p in module.parameters()) / 1e6
+
+        return ModelInfo(
+            preset=self.preset.name,
+            teacher=self.preset.teacher,
+            student=self.preset.student,
+            teacher_params_m=round(millions(self.teacher), 1),
+            student_params_m=round(millions(self.student), 1),
+            student_decoder_params_m=round(millions(self.student.model.decoder), 1),
+            device=self.device.type.upper() if self.device.type == "cpu" else torch.cuda.get_device_name(self.device),
+            dtype=str(self.dtype).replace("torch.", ""),
+            attention=self.attention,
+            shared_encoder=self.shared_encoder,
+        )
+
+
+def pick_device() -> tuple[torch.device, torch.dtype, str]:
+    """fp16 + sdpa (flash-attention 2 when installed) on a GPU; fp32 + sdpa on a CPU."""
+    if torch.cuda.is_available():
+        try:
+            import flash_attn  # noqa: F401
+
+            attention = "flash_attention_2"
+        except ImportError:
+            attention = "sdpa"
+        return torch.device("cuda"), torch.float16, attention
+    return torch.device("cpu"), torch.float32, "sdpa"
+
+
+def _hub_reachable() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(HUB_HOST, timeout=HUB_PROBE_TIMEOUT_S).close()
+        return True
+    except OSError:
+        return False
+
+
+def _resolve(preset: Preset, name: str) -> str:
+    """A local folder for the offline preset; a hub id (or its local cache) otherwise."""
+    if preset.local:
+        folder = weights.MODELS_DIR / name
+        if not weights.verify(folder, check_hashes=False):
+            raise ModelUnavailableError(
+                f"The offline models for preset '{preset.name}' are not set up ({folder} is missing or "
+                "incomplete). Run `make setup` (or `python -m core setup`) once."
+            )
+        return str(folder)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(name, local_files_only=True)
+    except Exception:  # noqa: BLE001 - any cache miss means we need the network
+        if not _hub_reachable():
+            raise ModelUnavailableError(
+                f"Preset '{preset.name}' needs {preset.teacher} and {preset.student} from the Hugging Face Hub, "
+                "which this machine cannot reach (or HF_HUB_OFFLINE=1 is set). Use the offline preset with "
+                "`--preset local` / ARENA_PRESET=local, or run where the hub is reachable."
+            ) from None
+        return name
+
+
+def _load_seq2seq(path: str, dtype: torch.dtype, attention: str, device: torch.device):
+    from transformers import WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(path, dtype=dtype, attn_implementation=attention)
+    return model.to(device).eval()
+
+
+def decoder_only(student):
+    """The student's decoder as a WhisperForCausalLM sharing its weights, so speculative decoding
+    reuses the teacher's encoder output instead of running the same encoder twice."""
+    from transformers import WhisperForCausalLM
+
+    config = copy.deepcopy(student.config)  # WhisperForCausalLM edits its config in place
+    with torch.device("meta"):
+        assistant = WhisperForCausalLM(config)
+    assistant.model.decoder = student.model.decoder
+    assistant.proj_out = student.proj_out
+    assistant.generation_config = copy.deepcopy(student.generation_config)
+    return assistant.eval()
+
+
+def load_models(preset: Preset) -> LoadedModels:
+    from transformers import WhisperProcessor
+
+    device, dtype, attention = pick_device()
+    teacher_path, student_path = _resolve(preset, preset.teacher), _resolve(preset, preset.student)
+    try:
+        teacher = _load_seq2seq(teacher_path, dtype, attention, device)
+        student = _load_seq2seq(student_path, dtype, attention, device)
+        processor = WhisperProcessor.from_pretrained(teacher_path)
+    except OSError as err:
+        raise ModelUnavailableError(f"Could not load the models of preset '{preset.name}': {err}") from err
+
+    shared = encoder_matches(teacher, student)
+    if shared:
+        student.model.encoder = teacher.model.encoder
+        assistant = decoder_only(student)
+    else:
+        assistant = _load_seq2seq(student_path, dtype, attention, device)  # own instance: generate() marks it
+    log.info("loaded %s: teacher %s, student %s, shared encoder %s", preset.name, teacher_path, student_path, shared)
+    return LoadedModels(preset, teacher, student, assistant, processor, device, dtype, attention, shared)
+
+
+def model_dir_exists(path: str) -> bool:
+    return Path(path).is_dir()
