@@ -1,0 +1,84 @@
+"""Word error rate on Whisper-normalised text.
+
+Modes are compared the way the Whisper and Distil-Whisper papers compare them:
+both sides go through Whisper's English normaliser first, so casing,
+punctuation, British spellings and spelled-out numbers are not counted as errors.
+"""
+
+from typing import Iterable, Optional
+
+import jiwer
+from whisper_normalizer.english import EnglishTextNormalizer
+
+# What WER means when the normalised reference has no words: there is nothing
+# to divide by, so any hypothesis words are simply "all wrong" (1.0) and
+# silence against silence is perfect (0.0). jiwer itself returns a raw count
+# here, which is not a rate and can exceed any sensible display range.
+EMPTY_REFERENCE_WER = 1.0
+
+_normalizer: Optional[EnglishTextNormalizer] = None
+
+
+def _get_normalizer() -> EnglishTextNormalizer:
+    """Build lazily: loading english.json costs a little and not every caller needs it."""
+    global _normalizer
+    if _normalizer is None:
+        _normalizer = EnglishTextNormalizer()
+    return _normalizer
+
+
+def normalize(text: Optional[str]) -> str:
+    """Whisper's English normalisation, with whitespace collapsed; None reads as ''."""
+    if not text:
+        return ""
+    return " ".join(_get_normalizer()(text).split())
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """WER of `hypothesis` against `reference`, both normalised first.
+
+    Empty normalised reference: 0.0 if the hypothesis is empty too, else
+    EMPTY_REFERENCE_WER (1.0). The result can exceed 1.0 when the hypothesis
+    inserts many words.
+    """
+    ref = normalize(reference)
+    hyp = normalize(hypothesis)
+    if not ref:
+        return 0.0 if not hyp else EMPTY_REFERENCE_WER
+    if not hyp:
+        return 1.0  # every reference word deleted
+    return float(jiwer.wer(ref, hyp))
+
+
+def corpus_wer(references: Iterable[str], hypotheses: Iterable[str]) -> float:
+    """Corpus WER: total edits over total reference words, not a mean of per-item WERs.
+
+    Pairs whose normalised reference is empty are skipped, since they have no
+    words to weigh against; if every pair is skipped the result is 0.0.
+    Raises ValueError when the two lists differ in length.
+    """
+    references = list(references)
+    hypotheses = list(hypotheses)
+    if len(references) != len(hypotheses):
+        raise ValueError(
+            f"got {len(references)} references but {len(hypotheses)} hypotheses"
+        )
+
+    edits = 0
+    ref_words = 0
+    for reference, hypothesis in zip(references, hypotheses):
+        ref = normalize(reference)
+        if not ref:
+            continue
+        hyp = normalize(hypothesis)
+        n = len(ref.split())
+        ref_words += n
+        if not hyp:
+            edits += n
+            continue
+        out = jiwer.process_words(ref, hyp)
+        edits += out.substitutions + out.deletions + out.insertions
+
+    if ref_words == 0:
+        return 0.0
+    return edits / ref_words

@@ -1,0 +1,241 @@
+"""Subtitle and JSON output for one mode's result, in the style of whisper/utils.py writers.
+
+Each mode (student, teacher, speculative) gets its own files, so a user can
+download and diff them. Timestamps are rounded to whole milliseconds once,
+before formatting, so SRT, VTT and JSON always agree with each other.
+"""
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Protocol, Tuple, Union
+
+SUBTITLE_FORMATS = ("srt", "vtt", "json")
+VTT_HEADER = "WEBVTT"
+JSON_INDENT = 2
+
+# A cue's text must not look like a timing line, and a blank line would end the cue early.
+_ARROW = "-->"
+_ARROW_REPLACEMENT = "->"
+# Anything else in a mode name becomes "_" so it is safe inside a file name.
+_UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+_SRT_TIME = r"(\d{2,}):(\d{2}):(\d{2}),(\d{3})"
+_SRT_TIMING = re.compile(rf"^{_SRT_TIME} --> {_SRT_TIME}$")
+_VTT_TIME = r"(?:(\d{2,}):)?(\d{2}):(\d{2})\.(\d{3})"
+_VTT_TIMING = re.compile(rf"^{_VTT_TIME} --> {_VTT_TIME}(?:\s+.*)?$")
+
+
+class Segment(Protocol):
+    start: float  # seconds from the start of the audio
+    end: float
+    text: str
+
+
+class ModeResult(Protocol):
+    mode: str
+    text: str
+    segments: Optional[List[Segment]]
+
+
+Cue = Tuple[int, int, str]  # start_ms, end_ms, cleaned text
+
+
+def _to_ms(seconds: float) -> int:
+    """Seconds -> whole ms; negatives clamp to 0 (decoders can emit -0.0 or tiny negatives)."""
+    seconds = float(seconds)
+    if not math.isfinite(seconds):
+        raise ValueError(f"timestamp must be finite, got {seconds!r}")
+    return max(0, round(seconds * 1000.0))
+
+
+def _format_ms(
+    milliseconds: int, always_include_hours: bool = False, decimal_marker: str = "."
+) -> str:
+    hours = milliseconds // 3_600_000
+    milliseconds -= hours * 3_600_000
+    minutes = milliseconds // 60_000
+    milliseconds -= minutes * 60_000
+    seconds = milliseconds // 1_000
+    milliseconds -= seconds * 1_000
+    hours_marker = f"{hours:02d}:" if always_include_hours or hours > 0 else ""
+    return f"{hours_marker}{minutes:02d}:{seconds:02d}{decimal_marker}{milliseconds:03d}"
+
+
+def format_timestamp(
+    seconds: float, always_include_hours: bool = False, decimal_marker: str = "."
+) -> str:
+    """Same output as whisper.utils.format_timestamp; negatives clamp to 0 rather than assert."""
+    return _format_ms(_to_ms(seconds), always_include_hours, decimal_marker)
+
+
+def _clean_text(text: Optional[str]) -> str:
+    """One line, no arrows: keeps every cue parseable by any SRT/VTT reader."""
+    return " ".join((text or "").split()).replace(_ARROW, _ARROW_REPLACEMENT)
+
+
+def _cues(segments: Optional[Iterable[Segment]]) -> List[Cue]:
+    """Segments -> cues: empty text dropped, times rounded to ms, end clamped to >= start."""
+    cues = []
+    for segment in segments or ():
+        text = _clean_text(segment.text)
+        if not text:
+            continue
+        start = _to_ms(segment.start)
+        end = max(start, _to_ms(segment.end))
+        cues.append((start, end, text))
+    return cues
+
+
+def to_srt(segments: Optional[Iterable[Segment]]) -> str:
+    """SubRip: numbered from 1, always HH:MM:SS,mmm."""
+    blocks = []
+    for i, (start, end, text) in enumerate(_cues(segments), start=1):
+        blocks.append(
+            f"{i}\n"
+            f"{_format_ms(start, True, ',')} --> {_format_ms(end, True, ',')}\n"
+            f"{text}\n"
+        )
+    return "\n".join(blocks)
+
+
+def to_vtt(segments: Optional[Iterable[Segment]]) -> str:
+    """WebVTT: header, then cues with MM:SS.mmm (hours only when needed), as whisper writes it."""
+    blocks = [f"{VTT_HEADER}\n"]
+    for start, end, text in _cues(segments):
+        blocks.append(f"{_format_ms(start)} --> {_format_ms(end)}\n{text}\n")
+    return "\n".join(blocks)
+
+
+def _result_dict(result: ModeResult) -> Dict[str, Any]:
+    """Dataclass results keep their extra fields (asdict); other objects give mode/text/segments."""
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        data = dataclasses.asdict(result)
+    else:
+        data = {}
+    data["mode"] = result.mode
+    data["text"] = (result.text or "").strip()
+    data["segments"] = [
+        {"start": start / 1000.0, "end": end / 1000.0, "text": text}
+        for start, end, text in _cues(result.segments)
+    ]
+    return data
+
+
+def to_json(result: ModeResult) -> str:
+    """mode, text and the same cleaned segments as the SRT/VTT (seconds, ms precision).
+
+    Values json cannot encode (e.g. a Path in a dataclass field) are written as str.
+    """
+    return json.dumps(
+        _result_dict(result), indent=JSON_INDENT, ensure_ascii=False, default=str
+    ) + "\n"
+
+
+def _safe_filename_part(name: str) -> str:
+    return _UNSAFE_FILENAME_CHARS.sub("_", str(name)).strip("._") or "result"
+
+
+def write_subtitles(
+    result: ModeResult, out_dir: Union[str, Path], stem: str
+) -> Dict[str, Path]:
+    """Write {stem}.{mode}.srt/.vtt/.json into out_dir (created if needed).
+
+    All three files are always written, so a download link never points at a
+    missing file: with no segments the SRT is empty, the VTT is just its header,
+    and the JSON still carries the full text.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = f"{_safe_filename_part(stem)}.{_safe_filename_part(result.mode)}"
+    contents = {
+        "srt": to_srt(result.segments),
+        "vtt": to_vtt(result.segments),
+        "json": to_json(result),
+    }
+    paths = {}
+    for fmt in SUBTITLE_FORMATS:
+        path = out_dir / f"{base}.{fmt}"
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(contents[fmt])
+        paths[fmt] = path
+    return paths
+
+
+def _seconds(hours: Optional[str], minutes: str, seconds: str, millis: str) -> float:
+    if int(minutes) > 59 or int(seconds) > 59:
+        raise ValueError(f"minutes/seconds out of range in {minutes}:{seconds}")
+    total_ms = (int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)) * 1000 + int(millis)
+    return total_ms / 1000.0
+
+
+def _blocks(text: str) -> List[List[str]]:
+    lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    blocks, current = [], []
+    for line in lines:
+        if line.strip():
+            current.append(line.rstrip())
+        elif current:
+            blocks.append(current)
+            current = []
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def _parse_cue(
+    lines: List[str], timing: "re.Pattern[str]", where: str
+) -> Tuple[float, float, str]:
+    match = timing.match(lines[0].strip())
+    if not match:
+        raise ValueError(f"{where}: malformed timing line {lines[0]!r}")
+    if len(lines) < 2:
+        raise ValueError(f"{where}: cue has no text")
+    start = _seconds(*match.groups()[:4])
+    end = _seconds(*match.groups()[4:])
+    if end < start:
+        raise ValueError(f"{where}: end {end} is before start {start}")
+    return start, end, "\n".join(line.strip() for line in lines[1:])
+
+
+def parse_srt(text: str) -> List[Tuple[float, float, str]]:
+    """Strict SRT reader for checking what we wrote: ValueError on any malformed cue.
+
+    Each cue must be: a number (1, 2, 3, ... in order), an
+    HH:MM:SS,mmm --> HH:MM:SS,mmm line with end >= start, and one or more text lines.
+    """
+    cues = []
+    for expected, lines in enumerate(_blocks(text), start=1):
+        where = f"SRT cue {expected}"
+        if lines[0].strip() != str(expected):
+            raise ValueError(f"{where}: expected index {expected}, got {lines[0]!r}")
+        if len(lines) < 2:
+            raise ValueError(f"{where}: missing timing line")
+        cues.append(_parse_cue(lines[1:], _SRT_TIMING, where))
+    return cues
+
+
+def parse_vtt(text: str) -> List[Tuple[float, float, str]]:
+    """Strict-enough WebVTT reader (header, optional cue ids, cue settings ignored); ValueError if malformed.
+
+    NOTE/STYLE/REGION blocks are skipped; it does not implement the full WebVTT spec.
+    """
+    blocks = _blocks(text)
+    if not blocks or not (
+        blocks[0][0] == VTT_HEADER or blocks[0][0].startswith(VTT_HEADER + " ")
+        or blocks[0][0].startswith(VTT_HEADER + "\t")
+    ):
+        raise ValueError(f"VTT must start with {VTT_HEADER!r}")
+    cues = []
+    for n, lines in enumerate(blocks[1:], start=1):
+        if lines[0].split(" ", 1)[0] in ("NOTE", "STYLE", "REGION"):
+            continue
+        where = f"VTT cue {n}"
+        if _ARROW not in lines[0]:  # optional cue identifier
+            lines = lines[1:]
+            if not lines:
+                raise ValueError(f"{where}: missing timing line")
+        cues.append(_parse_cue(lines, _VTT_TIMING, where))
+    return cues
