@@ -116,6 +116,7 @@ class _Meter:
         self.encoder_s = 0.0
         self.decoder_calls = 0
         self.draft_calls = 0
+        self.generated = 0  # tokens produced by generate(), end-of-text included
         self._sync = synchronize
         self._start = 0.0
         self._hooks = [
@@ -294,7 +295,7 @@ class Arena:
                 if prepared.algorithm == "sequential":
                     token_ids, segments = self._generate_sequential(strategy, prepared, kwargs)
                 else:
-                    token_ids = self._generate_windows(strategy, prepared, kwargs, options, force)
+                    token_ids = self._generate_windows(strategy, prepared, kwargs, options, meter, force)
                     segments = None
         finally:
             meter.close()
@@ -324,14 +325,14 @@ class Arena:
             token_ids=token_ids,
         )
         if strategy.assistant is not None:
-            generated = sum(len(ids) for ids in token_ids)
+            # each teacher call keeps the accepted drafts plus one token of its own
             result.draft_tokens = meter.draft_calls
-            result.accepted_tokens = max(generated - meter.decoder_calls, 0)
+            result.accepted_tokens = max(meter.generated - meter.decoder_calls, 0)
             if options.timestamps:
                 result.note = SPECULATIVE_TIMESTAMPS_NOTE
         return result
 
-    def _generate_windows(self, strategy, prepared: _Prepared, kwargs: dict, options: Options, force: bool):
+    def _generate_windows(self, strategy, prepared: _Prepared, kwargs: dict, options: Options, meter: _Meter, force: bool):
         """Decode every window that holds speech, in batches; silent windows give no tokens."""
         batch = min(options.batch_size, strategy.max_batch or options.batch_size)
         todo = [i for i, speech in enumerate(prepared.speech) if speech or force]
@@ -345,6 +346,7 @@ class Arena:
             sequences = out["sequences"] if isinstance(out, dict) else out
             for i, row in zip(index, sequences.tolist()):
                 token_ids[i] = self._strip(row)
+                meter.generated += len(token_ids[i]) + (len(token_ids[i]) < max_new_tokens(longest_s))  # + end-of-text
         return token_ids
 
     def _generate_sequential(self, strategy, prepared: _Prepared, kwargs: dict):
@@ -365,8 +367,8 @@ class Arena:
         return [self._strip(out["sequences"][0].tolist())], segments
 
     def _strip(self, ids: list[int]) -> list[int]:
-        """Cut the padding that generate() appends to rows of a batch that finished early."""
-        return ids[: ids.index(self.eot) + 1] if self.eot in ids else ids
+        """Cut end-of-text and the padding after it (generate() keeps them only for rows of a batch)."""
+        return ids[: ids.index(self.eot)] if self.eot in ids else ids
 
     def _merge(self, prepared: _Prepared, token_ids: list[list[int]], timestamps: bool):
         """Join windows as transformers' pipeline does: longest common token run across overlaps."""

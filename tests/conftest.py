@@ -2,6 +2,12 @@
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -32,3 +38,64 @@ def arena():
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+# ---- the web app, served as `python app.py` ---------------------------------------------------
+
+APP_START_TIMEOUT_S = 180
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_app(args: list[str], log_path: Path):
+    """Run `python app.py --port N *args` from the repo root until the block ends; yields its URL."""
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    url = f"http://127.0.0.1:{port}/"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port), *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + APP_START_TIMEOUT_S
+            while not _answers(url):
+                if proc.poll() is not None:
+                    pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"app.py did not answer within {APP_START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+                time.sleep(1)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def app_url(artifacts) -> str:
+    """One app server (local preset) for the whole session, shared by the API and browser tests."""
+    with serve_app([], artifacts / "app.log") as url:
+        yield url
+
+
+@pytest.fixture()
+def unloadable_app_url(artifacts) -> str:
+    """The app started with a preset whose models cannot load here (hub presets, offline)."""
+    with serve_app(["--preset", "large-v3"], artifacts / "app_unloadable.log") as url:
+        yield url

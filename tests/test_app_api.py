@@ -1,0 +1,130 @@
+"""The web app's API as gradio_client sees it: /transcribe_file and /transcribe_youtube."""
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from core.results import MODES
+from core.subtitles import parse_srt, parse_vtt
+
+AUDIO = Path(__file__).resolve().parents[1] / "assets" / "audio"
+JFK = AUDIO / "jfk.wav"
+JFK_TEXT = "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+GOFORWARD = AUDIO / "goforward.wav"
+TIMING_FIELDS = ("latency_s", "encoder_s", "decode_s", "audio_s", "rtfx", "tokens_per_s")
+
+
+@pytest.fixture(scope="module")
+def client(app_url) -> Client:
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def jfk_default(client) -> dict:
+    """jfk.wav sent with nothing but the file: every option takes its default."""
+    payload, subtitle_files = client.predict(handle_file(JFK), api_name="/transcribe_file")
+    assert not subtitle_files  # timestamps are off by default
+    return payload
+
+
+def by_mode(payload: dict) -> dict[str, dict]:
+    return {result["mode"]: result for result in payload["results"]}
+
+
+def test_endpoints_need_only_the_file_or_the_link(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    for name, first in (("/transcribe_file", "file"), ("/transcribe_youtube", "url")):
+        parameters = endpoints[name]["parameters"]
+        assert [p["parameter_name"] for p in parameters] == [first, "modes", "timestamps", "long_form", "language", "reference"]
+        assert [p["parameter_name"] for p in parameters if not p["parameter_has_default"]] == [first]
+
+
+def test_file_gives_three_transcripts(jfk_default):
+    results = by_mode(jfk_default)
+    assert list(results) == list(MODES)
+    assert all(results[mode]["text"].strip() for mode in MODES)
+    assert "country" in results["teacher"]["text"].lower()
+    assert jfk_default["clip"] == "jfk.wav" and jfk_default["reference"] is None
+
+
+def test_every_timing_field_is_measured(jfk_default):
+    for result in jfk_default["results"]:
+        for name in TIMING_FIELDS:
+            assert result[name] > 0, (result["mode"], name)
+        assert result["audio_s"] == pytest.approx(11.0, abs=0.05)
+        assert result["rtfx"] == pytest.approx(result["audio_s"] / result["latency_s"], rel=1e-2)
+        assert result["encoder_s"] + result["decode_s"] <= result["latency_s"] + 1e-3
+        assert result["wer"] is None  # no reference given
+
+
+def test_speculative_matches_teacher(jfk_default):
+    results = by_mode(jfk_default)
+    speculative, teacher = results["speculative"], results["teacher"]
+    assert speculative["identical_to_teacher"] is True
+    assert speculative["identical_badge"] == "identical to teacher ✔"
+    assert speculative["text"] == teacher["text"]
+    assert speculative["draft_tokens"] > 0 and speculative["acceptance_rate"] is not None
+    assert teacher["speedup_vs_teacher"] == 1.0
+    assert results["student"]["speedup_vs_teacher"] == pytest.approx(
+        teacher["latency_s"] / results["student"]["latency_s"], rel=1e-2
+    )
+
+
+def test_reference_and_timestamps_give_wer_and_subtitles(client):
+    payload, subtitle_files = client.predict(
+        handle_file(JFK), modes=["teacher"], timestamps=True, reference=JFK_TEXT, api_name="/transcribe_file"
+    )
+    (teacher,) = payload["results"]
+    assert teacher["mode"] == "teacher" and teacher["wer"] == 0.0
+    assert teacher["segments"] and teacher["subtitle_files"] == ["jfk.teacher.srt", "jfk.teacher.vtt", "jfk.teacher.json"]
+
+    files = {Path(path).name: Path(path) for path in subtitle_files}
+    cues = parse_srt(files["jfk.teacher.srt"].read_text())
+    assert cues[0][0] < 1.0 and cues[-1][1] > 9.0
+    assert "country" in " ".join(text for _, _, text in cues).lower()
+    assert parse_vtt(files["jfk.teacher.vtt"].read_text()) == cues
+    assert json.loads(files["jfk.teacher.json"].read_text())["text"] == teacher["text"]
+
+
+def test_bad_file_is_refused_and_the_app_keeps_serving(client, tmp_path):
+    fake = tmp_path / "notes.wav"
+    fake.write_text("These are meeting notes, not a recording.\n")
+    with pytest.raises(AppError, match="not audio|could not be read as audio"):
+        client.predict(handle_file(fake), api_name="/transcribe_file")
+
+    payload, _ = client.predict(handle_file(GOFORWARD), modes=["teacher"], api_name="/transcribe_file")
+    assert "forward" in payload["results"][0]["text"].lower()
+
+
+def test_no_mode_is_refused(client):
+    with pytest.raises(AppError, match="at least one mode"):
+        client.predict(handle_file(GOFORWARD), modes=[], api_name="/transcribe_file")
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("https://example.com/talk.mp4", "Only YouTube links"),
+        ("https://www.youtube.com/playlist?list=PLFgquLnL59alCl_2TQvOiD5Vgm1hCaGSI", "Playlists are not supported"),
+        ("https://www.youtube.com/watch?v=jNQXAC9IVRw", "Could not reach YouTube"),  # a real video; no internet here
+    ],
+)
+def test_youtube_errors_are_readable(client, url, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(url, api_name="/transcribe_youtube")
+
+
+def test_unloadable_models_still_serve_a_page_that_explains(unloadable_app_url):
+    with urllib.request.urlopen(unloadable_app_url + "config", timeout=10) as response:
+        config = json.load(response)
+    props = {c["props"].get("elem_id"): c["props"] for c in config["components"] if c["props"].get("elem_id")}
+    assert "could not be loaded" in props["header"]["value"]
+    assert "--preset local" in props["header"]["value"]
+    assert props["arena"]["visible"] is False  # controls hidden
+
+    with pytest.raises(AppError, match="models are not loaded"):
+        Client(unloadable_app_url, verbose=False).predict(handle_file(GOFORWARD), api_name="/transcribe_file")

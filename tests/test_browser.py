@@ -1,0 +1,147 @@
+"""The page in headless Chromium: upload, microphone (a fake device playing jfk.wav) and YouTube errors."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from core.results import MODES
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+AUDIO = Path(__file__).resolve().parents[1] / "assets" / "audio"
+JFK = AUDIO / "jfk.wav"
+RUN_TIMEOUT_MS = 300_000  # a whole run on a busy 2-core CPU
+UI_TIMEOUT_MS = 30_000
+RECORD_MS = 12_500  # Chromium loops the fake microphone file (11 s of speech + 1 s of silence)
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    yield browser
+    browser.close()
+
+
+def open_page(browser, url: str) -> Page:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.goto(url)
+    expect(page.locator("#transcribe-mic")).to_be_visible()  # the first tab is rendered
+    return page
+
+
+def open_tab(page: Page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def only_teacher(page: Page) -> None:
+    for mode in ("Student", "Speculative"):
+        page.locator("#modes").get_by_label(mode).uncheck()
+
+
+def latency_s(page: Page, mode: str) -> float:
+    """Wait for a mode's metrics and read its latency as the page shows it."""
+    metrics = page.locator(f"#metrics-{mode}")
+    expect(metrics).to_contain_text("Latency", timeout=RUN_TIMEOUT_MS)
+    match = re.search(r"Latency\s+([\d.]+) s", metrics.inner_text())
+    assert match, metrics.inner_text()
+    return float(match.group(1))
+
+
+def transcript(page: Page, mode: str) -> str:
+    return page.locator(f"#transcript-{mode} textarea").input_value()
+
+
+def toast(page: Page, text: str):
+    return page.locator(".toast-body").filter(has_text=text)
+
+
+def test_upload_fills_three_columns_and_the_charts(browser, app_url, artifacts):
+    page = open_page(browser, app_url)
+    open_tab(page, "Upload")
+    page.locator("#upload-file input[type=file]").set_input_files(JFK)
+    expect(page.locator("#upload-file")).to_contain_text("jfk.wav")
+    page.click("#transcribe-upload")
+
+    expect(page.locator("#run-status")).to_contain_text("3/3 modes done", timeout=RUN_TIMEOUT_MS)
+    for mode in MODES:
+        assert latency_s(page, mode) > 0
+        assert transcript(page, mode).strip()
+    assert "country" in transcript(page, "teacher").lower()
+    expect(page.locator("#metrics-speculative")).to_contain_text("identical to teacher ✔")
+
+    expect(page.locator("#run-chart svg, #run-chart canvas").first).to_be_visible()
+    expect(page.locator("#run-chart g.mark-rect.role-mark path")).to_have_count(3)  # one bar per mode
+    expect(page.locator("#history-chart g.mark-symbol.role-mark path")).to_have_count(3)
+    expect(page.locator("#history-table")).to_contain_text("jfk.wav")
+    page.screenshot(path=artifacts / "upload.png", full_page=True)
+    page.close()
+
+
+def test_microphone_recording_is_transcribed(playwright, app_url, artifacts, tmp_path):
+    speech = tmp_path / "jfk_48k_padded.wav"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(JFK), "-af", "apad=pad_dur=1",
+         "-ar", "48000", "-ac", "1", "-c:a", "pcm_s16le", str(speech)],
+        check=True,
+    )
+    fake_microphone = [
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={speech}",
+    ]
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS + fake_microphone)
+    try:
+        page = open_page(browser, app_url)
+        only_teacher(page)  # one mode keeps the test short; the upload test covers all three
+        microphone = page.locator("#mic-audio")
+        microphone.get_by_role("button", name="Record", exact=True).click()
+        page.wait_for_timeout(RECORD_MS)
+        microphone.get_by_role("button", name="Stop", exact=True).click()
+        expect(microphone.get_by_role("button", name="Play", exact=True)).to_be_visible()  # the recording is uploaded
+        page.click("#transcribe-mic")
+
+        assert latency_s(page, "teacher") > 0
+        text = transcript(page, "teacher").lower()
+        assert any(word in text for word in ("fellow americans", "country")), text
+        expect(page.locator("#run-status")).to_contain_text("microphone")
+        page.screenshot(path=artifacts / "microphone.png", full_page=True)
+    finally:
+        browser.close()
+
+
+def test_youtube_links_are_checked_with_readable_errors(browser, app_url, artifacts):
+    page = open_page(browser, app_url)
+    open_tab(page, "YouTube")
+    link = page.locator("#youtube-url").get_by_role("textbox")
+
+    link.fill("https://example.com/talk.mp4")
+    page.click("#transcribe-youtube")
+    expect(toast(page, "Only YouTube links are accepted")).to_be_visible()
+    page.screenshot(path=artifacts / "youtube_not_youtube.png")
+
+    link.fill("https://www.youtube.com/playlist?list=PLFgquLnL59alCl_2TQvOiD5Vgm1hCaGSI")
+    link.press("Enter")
+    expect(toast(page, "Playlists are not supported")).to_be_visible()
+    page.screenshot(path=artifacts / "youtube_playlist.png")
+
+    link.fill("https://youtu.be/jNQXAC9IVRw?t=5")  # a real video: embedded at once, then the download fails offline
+    page.click("#transcribe-youtube")
+    expect(page.locator("#youtube-embed iframe")).to_have_attribute("src", "https://www.youtube.com/embed/jNQXAC9IVRw?start=5")
+    expect(toast(page, "Could not reach YouTube")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    page.screenshot(path=artifacts / "youtube_offline.png")
+    page.close()
