@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "setup":
         from core.weights import ensure_models
 
+        quiet_libraries()
         ensure_models(include_tiny=not args.no_tiny)
         return 0
     return transcribe(args)

@@ -70,6 +70,7 @@ class _Prepared:
     """Features computed once per algorithm and shared by every mode that uses it."""
 
     algorithm: str
+    audio_s: float
     windows: list[Window]
     features: torch.Tensor
     attention_mask: torch.Tensor | None
@@ -182,7 +183,7 @@ class Arena:
         """One short pass per mode so the first user request doesn't pay for lazy initialisation."""
         rng = np.random.default_rng(0)
         noise = (0.05 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
-        prepared = self._prepare(noise, "short-form", Options())
+        prepared = self._prepare(noise, "short-form")
         for strategy in self.strategies.values():
             self._decode(strategy, prepared, Options(), force=True)
 
@@ -213,7 +214,7 @@ class Arena:
             strategy = self.strategies[mode]
             algorithm = self._algorithm(audio, options, strategy)
             if algorithm not in prepared:
-                prepared[algorithm] = self._prepare(audio, algorithm, options)
+                prepared[algorithm] = self._prepare(audio, algorithm)
             result = self._decode(strategy, prepared[algorithm], options)
             if mode == "teacher":
                 teacher_result = result
@@ -248,21 +249,20 @@ class Arena:
             return features, extracted.attention_mask.to(self.models.device)
         return features
 
-    def _prepare(self, audio: np.ndarray, algorithm: str, options: Options) -> _Prepared:
+    def _prepare(self, audio: np.ndarray, algorithm: str) -> _Prepared:
         started = time.perf_counter()
         mask = None
-        if algorithm == "short-form":
-            windows = [Window(audio, 0.0)]
-        elif algorithm == "chunked":
+        if algorithm == "chunked":
             windows = plan_chunks(audio, self.models.preset.chunk_length_s)
+            features = self._features([w.audio for w in windows])
         else:
             windows = [Window(audio, 0.0)]
+            if algorithm == "sequential":
+                features, mask = self._features([audio], long_form=True)
+            else:
+                features = self._features([audio])
         speech = [has_speech(w.audio) for w in windows]
-        if algorithm == "sequential":
-            features, mask = self._features([audio], long_form=True)
-        else:
-            features = self._features([w.audio for w in windows])
-        return _Prepared(algorithm, windows, features, mask, time.perf_counter() - started, speech)
+        return _Prepared(algorithm, len(audio) / SAMPLE_RATE, windows, features, mask, time.perf_counter() - started, speech)
 
     def _generate_kwargs(self, strategy: Strategy, options: Options, timestamps: bool) -> dict:
         kwargs: dict = dict(num_beams=1, do_sample=False, return_timestamps=timestamps)
@@ -308,9 +308,6 @@ class Arena:
             segments = [replace(s, text=s.text.strip()) for s in segments]
         else:
             text, segments = self._merge(prepared, token_ids, timestamps)
-        audio_s = sum(len(w.audio) for w in prepared.windows) / SAMPLE_RATE
-        if prepared.algorithm == "chunked":
-            audio_s = prepared.windows[-1].offset_s + len(prepared.windows[-1].audio) / SAMPLE_RATE
         result = ModeResult(
             mode=strategy.mode,
             model=self.models.preset.student if strategy.mode == "student" else self.models.preset.teacher,
@@ -320,7 +317,7 @@ class Arena:
             latency_s=prepared.features_s + decode_wall,
             encoder_s=meter.encoder_s,
             decode_s=decode_wall - meter.encoder_s,
-            audio_s=audio_s,
+            audio_s=prepared.audio_s,
             algorithm=prepared.algorithm,
             token_ids=token_ids,
         )
@@ -383,7 +380,7 @@ class Arena:
         )
         if not timestamps:
             return text, None
-        total = prepared.windows[-1].offset_s + len(prepared.windows[-1].audio) / SAMPLE_RATE
+        total = prepared.audio_s
         segments = []
         for chunk in extra.get("chunks", []):
             start, end = chunk["timestamp"]
