@@ -21,6 +21,7 @@ from core.errors import ArenaError
 from core.models import LoadedModels, load_models
 from core.presets import get_preset
 from core.results import MODES, ModelInfo, ModeResult, Segment
+from core.speculative import SpeculativeDecoder
 
 WINDOW_S = 30.0  # Whisper's receptive field
 STRIDE_FRACTION = 1 / 6  # overlap on each side of a chunk, as in transformers' pipeline
@@ -30,6 +31,7 @@ GATE_FRAME_S = 0.03
 MAX_NEW_TOKENS = 440  # Whisper's decoder holds 448 positions, 4 of them taken by the prompt
 TOKENS_PER_SECOND_CAP = 12  # fast speech is ~5 tokens/s; timestamps add ~1/s
 LONG_FORM_ALGORITHMS = ("chunked", "sequential")
+SPECULATIVE_IMPLEMENTATIONS = ("lean", "transformers")
 SPECULATIVE_TIMESTAMPS_NOTE = (
     "Speculative decoding runs without timestamps: transformers returns wrong text when assisted "
     "generation predicts timestamps. Its text equals the teacher's; use the teacher's segments."
@@ -53,7 +55,8 @@ class Strategy:
 
     mode: str
     model: object
-    assistant: object | None = None
+    assistant: object | None = None  # draft model for transformers' assisted generation
+    drafter: SpeculativeDecoder | None = None  # or our lean draft-and-verify loop
     max_batch: int | None = None
     timestamps: bool = True
 
@@ -118,6 +121,8 @@ class _Meter:
         self.decoder_calls = 0
         self.draft_calls = 0
         self.generated = 0  # tokens produced by generate(), end-of-text included
+        self.drafted = 0  # lean speculative loop: its own exact counts
+        self.accepted = 0
         self._sync = synchronize
         self._start = 0.0
         self._hooks = [
@@ -153,7 +158,10 @@ class _Meter:
 class Arena:
     """The facade: load a preset once, then transcribe any audio in any of the three modes."""
 
-    def __init__(self, models: LoadedModels):
+    def __init__(self, models: LoadedModels, speculative: str = "lean"):
+        """`speculative`: "lean" (core/speculative.py, needs a shared encoder) or "transformers" (assisted generation)."""
+        if speculative not in SPECULATIVE_IMPLEMENTATIONS:
+            raise ValueError(f"speculative implementation must be one of {SPECULATIVE_IMPLEMENTATIONS}")
         self.models = models
         self.processor = models.processor
         self.tokenizer = models.processor.tokenizer
@@ -164,12 +172,18 @@ class Arena:
             "teacher": Strategy("teacher", models.teacher),
             "speculative": Strategy("speculative", models.teacher, models.assistant, max_batch=1, timestamps=False),
         }
+        if speculative == "lean" and models.shared_encoder:
+            drafter = SpeculativeDecoder(models.teacher, models.student, models.teacher.generation_config,
+                                         models.preset.draft_tokens)
+            self.strategies["speculative"] = Strategy("speculative", models.teacher, drafter=drafter, max_batch=1,
+                                                      timestamps=False)
+        self.speculative = "lean" if self.strategies["speculative"].drafter else "transformers"
         self._info = models.info()
 
     @classmethod
-    def load(cls, preset: str | None = None, warmup: bool = True) -> "Arena":
+    def load(cls, preset: str | None = None, warmup: bool = True, speculative: str = "lean") -> "Arena":
         started = time.perf_counter()
-        arena = cls(load_models(get_preset(preset)))
+        arena = cls(load_models(get_preset(preset)), speculative)
         if warmup:
             arena.warmup()
         log.info("preset %s ready in %.1f s", arena.info.preset, time.perf_counter() - started)
@@ -264,6 +278,14 @@ class Arena:
         speech = [has_speech(w.audio) for w in windows]
         return _Prepared(algorithm, len(audio) / SAMPLE_RATE, windows, features, mask, time.perf_counter() - started, speech)
 
+    def _prompt(self, options: Options) -> list[int]:
+        """The decoder prompt generate() would build: start, language, task, no-timestamps."""
+        config = self.models.teacher.generation_config
+        prompt = [config.decoder_start_token_id]
+        if self.multilingual:
+            prompt += [config.lang_to_id[f"<|{options.language or 'en'}|>"], config.task_to_id["transcribe"]]
+        return prompt + [config.no_timestamps_token_id]
+
     def _generate_kwargs(self, strategy: Strategy, options: Options, timestamps: bool) -> dict:
         kwargs: dict = dict(num_beams=1, do_sample=False, return_timestamps=timestamps)
         if self.multilingual:
@@ -287,6 +309,7 @@ class Arena:
             strategy.assistant.model.decoder if strategy.assistant is not None else None,
             synchronize=on_gpu,
         )
+        prompt = self._prompt(options)
         if on_gpu:
             torch.cuda.synchronize()
         started = time.perf_counter()
@@ -295,7 +318,7 @@ class Arena:
                 if prepared.algorithm == "sequential":
                     token_ids, segments = self._generate_sequential(strategy, prepared, kwargs)
                 else:
-                    token_ids = self._generate_windows(strategy, prepared, kwargs, options, meter, force)
+                    token_ids = self._generate_windows(strategy, prepared, kwargs, options, meter, force, prompt)
                     segments = None
         finally:
             meter.close()
@@ -321,15 +344,19 @@ class Arena:
             algorithm=prepared.algorithm,
             token_ids=token_ids,
         )
-        if strategy.assistant is not None:
+        if strategy.drafter is not None:
+            result.draft_tokens, result.accepted_tokens = meter.drafted, meter.accepted
+        elif strategy.assistant is not None:
             # each teacher call keeps the accepted drafts plus one token of its own
             result.draft_tokens = meter.draft_calls
             result.accepted_tokens = max(meter.generated - meter.decoder_calls, 0)
+        if strategy.mode == "speculative":
             if options.timestamps:
                 result.note = SPECULATIVE_TIMESTAMPS_NOTE
         return result
 
-    def _generate_windows(self, strategy, prepared: _Prepared, kwargs: dict, options: Options, meter: _Meter, force: bool):
+    def _generate_windows(self, strategy, prepared: _Prepared, kwargs: dict, options: Options, meter: _Meter,
+                          force: bool, prompt: list[int]):
         """Decode every window that holds speech, in batches; silent windows give no tokens."""
         batch = min(options.batch_size, strategy.max_batch or options.batch_size)
         todo = [i for i, speech in enumerate(prepared.speech) if speech or force]
@@ -337,6 +364,13 @@ class Arena:
         for start in range(0, len(todo), batch):
             index = todo[start : start + batch]
             longest_s = max(len(prepared.windows[i].audio) for i in index) / SAMPLE_RATE
+            if strategy.drafter is not None:
+                (i,) = index
+                encoded = strategy.model.model.encoder(prepared.features[i : i + 1]).last_hidden_state
+                token_ids[i], stats = strategy.drafter.decode(prompt, encoded, max_new_tokens(longest_s))
+                meter.drafted += stats.drafted
+                meter.accepted += stats.accepted
+                continue
             out = strategy.model.generate(
                 input_features=prepared.features[index], max_new_tokens=max_new_tokens(longest_s), **kwargs
             )

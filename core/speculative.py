@@ -1,0 +1,120 @@
+"""A lean speculative-decoding loop for Whisper: the student drafts, the teacher verifies, greedy.
+
+transformers' assisted generation is general (any model pair, sampling, many stopping rules) and its
+per-step bookkeeping costs as much as a base-sized decoder step on a CPU. Here both decoders share
+the teacher's encoder output, keep their own KV cache, and a draft is verified by one teacher
+forward over all its tokens. Greedy acceptance keeps exactly the teacher's tokens: a draft token
+is kept only if it is the teacher's own argmax at that position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+NEG_INF = float("-inf")
+MIN_DRAFT = 1
+MAX_DRAFT = 12
+
+
+@dataclass
+class DraftStats:
+    drafted: int = 0
+    accepted: int = 0
+    teacher_calls: int = 0
+    draft_calls: int = 0
+
+
+def _new_cache():
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    return EncoderDecoderCache(DynamicCache(), DynamicCache())
+
+
+def _truncate(cache, length: int) -> None:
+    """Drop cached positions past `length` (transformers 5 crops by a negative count)."""
+    excess = cache.get_seq_length() - length
+    if excess > 0:
+        cache.crop(-excess)
+
+
+class SpeculativeDecoder:
+    """Greedy speculative decoding over one window at a time (batch size 1, like assisted generation)."""
+
+    def __init__(self, teacher, student, generation_config, draft_tokens: int, adaptive: bool = True):
+        self.teacher = teacher
+        self.student = student
+        self.draft_tokens = draft_tokens
+        self.adaptive = adaptive
+        self.eot = generation_config.eos_token_id
+        vocab = teacher.config.vocab_size
+        self.suppress = torch.zeros(vocab, dtype=torch.bool)
+        self.suppress[list(generation_config.suppress_tokens or [])] = True
+        self.suppress_at_begin = self.suppress.clone()
+        self.suppress_at_begin[list(generation_config.begin_suppress_tokens or [])] = True
+
+    def _logits(self, model, tokens: torch.Tensor, encoder_states: torch.Tensor, cache) -> torch.Tensor:
+        hidden = model.model.decoder(
+            input_ids=tokens, encoder_hidden_states=encoder_states, past_key_values=cache, use_cache=True
+        ).last_hidden_state
+        return model.proj_out(hidden)[0].float()
+
+    def _pick(self, logits: torch.Tensor, at_begin: bool = False) -> list[int]:
+        """Greedy choice per row, with Whisper's suppressed tokens masked as generate() does."""
+        mask = (self.suppress_at_begin if at_begin else self.suppress).to(logits.device)
+        return logits.masked_fill(mask, NEG_INF).argmax(-1).tolist()
+
+    @torch.inference_mode()
+    def decode(self, prompt: list[int], encoder_states: torch.Tensor, max_new_tokens: int) -> tuple[list[int], DraftStats]:
+        """Tokens after `prompt` up to (not including) end-of-text, and how the drafts fared."""
+        device = encoder_states.device
+        stats = DraftStats()
+        teacher_cache, draft_cache = _new_cache(), _new_cache()
+        begin = len(prompt)
+
+        # the teacher reads the prompt and gives the first token itself
+        logits = self._logits(self.teacher, torch.tensor([prompt], device=device), encoder_states, teacher_cache)
+        stats.teacher_calls += 1
+        tokens = list(prompt) + self._pick(logits[-1:], at_begin=True)
+        draft_seen = 0  # tokens already in the draft model's cache
+        k = self.draft_tokens
+
+        while tokens[-1] != self.eot and len(tokens) - begin < max_new_tokens:
+            # draft: catch the student up on accepted tokens, then propose k tokens greedily
+            draft = []
+            pending = tokens[draft_seen:]
+            for _ in range(min(k, max_new_tokens - (len(tokens) - begin))):
+                logits = self._logits(self.student, torch.tensor([pending], device=device), encoder_states, draft_cache)
+                stats.draft_calls += 1
+                (token,) = self._pick(logits[-1:])
+                draft.append(token)
+                pending = [token]
+                if token == self.eot:
+                    break
+            draft_seen = len(tokens) + len(draft) - 1  # the last draft token was produced, not yet read
+
+            # verify: one teacher pass over the last accepted token and every draft token
+            verify_in = [tokens[-1]] + draft
+            logits = self._logits(self.teacher, torch.tensor([verify_in], device=device), encoder_states, teacher_cache)
+            stats.teacher_calls += 1
+            choice = self._pick(logits)
+            accepted = 0
+            while accepted < len(draft) and draft[accepted] == choice[accepted]:
+                accepted += 1
+            stats.drafted += len(draft)
+            stats.accepted += accepted
+            new = draft[:accepted]
+            if not (new and new[-1] == self.eot):
+                new.append(choice[accepted])  # the teacher's correction, or a bonus token after a full match
+            tokens.extend(new[: max_new_tokens - (len(tokens) - begin)])
+
+            # forget what the caches hold beyond the kept tokens
+            _truncate(teacher_cache, len(tokens) - 1)
+            draft_seen = min(draft_seen, len(tokens) - 1)
+            _truncate(draft_cache, draft_seen)
+            if self.adaptive:
+                k = min(MAX_DRAFT, k + 2) if accepted == len(draft) else max(MIN_DRAFT, k - 1)
+
+        out = tokens[begin:]
+        return (out[:-1] if out and out[-1] == self.eot else out), stats
