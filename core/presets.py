@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from core import weights
+from core.errors import ModelUnavailableError
 
 PRESET_ENV = "ARENA_PRESET"
 
@@ -46,5 +47,5 @@ def default_preset_name() -> str:
 def get_preset(name: str | None = None) -> Preset:
     name = name or default_preset_name()
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        raise ModelUnavailableError(f"There is no preset {name!r}; choose one of: {', '.join(PRESETS)}.")
     return PRESETS[name]

@@ -52,10 +52,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve_app(args: list[str], log_path: Path):
+def serve_app(args: list[str], log_path: Path, env: dict[str, str] | None = None):
     """Run `python app.py --port N *args` from the repo root until the block ends; yields its URL."""
     port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -95,7 +95,18 @@ def app_url(artifacts) -> str:
 
 
 @pytest.fixture()
-def unloadable_app_url(artifacts) -> str:
-    """The app started with a preset whose models cannot load here (hub presets, offline)."""
-    with serve_app(["--preset", "large-v3"], artifacts / "app_unloadable.log") as url:
+def unloadable_app_url(artifacts, tmp_path) -> str:
+    """The app started where the offline models are not set up (an empty models folder)."""
+    env = {"ARENA_MODELS_DIR": str(tmp_path)}
+    with serve_app(["--preset", "local"], artifacts / "app_unloadable.log", env) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def youtube_unreachable() -> None:
+    """For tests of the offline error: skipped where YouTube can be reached."""
+    try:
+        socket.create_connection(("www.youtube.com", 443), timeout=3).close()
+    except OSError:
+        return
+    pytest.skip("YouTube is reachable from this machine")

@@ -18,6 +18,7 @@ FLAGS = [
 ]
 AUDIO = Path(__file__).resolve().parents[1] / "assets" / "audio"
 JFK = AUDIO / "jfk.wav"
+JFK_TEXT = "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 RUN_TIMEOUT_MS = 300_000  # a whole run on a busy 2-core CPU
 UI_TIMEOUT_MS = 30_000
 RECORD_MS = 12_500  # Chromium loops the fake microphone file (11 s of speech + 1 s of silence)
@@ -55,10 +56,17 @@ def only_teacher(page: Page) -> None:
         page.locator("#modes").get_by_label(mode).uncheck()
 
 
+def wait_for_run(page: Page, status: str) -> None:
+    """Wait until the run status shows `status`; fail at once on an error toast instead."""
+    done = page.locator("#run-status").filter(has_text=status)
+    expect(done.or_(page.locator(".toast-body")).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    assert not page.locator(".toast-body").count(), page.locator(".toast-body").all_inner_texts()
+
+
 def latency_s(page: Page, mode: str) -> float:
-    """Wait for a mode's metrics and read its latency as the page shows it."""
+    """A mode's latency as the page shows it."""
     metrics = page.locator(f"#metrics-{mode}")
-    expect(metrics).to_contain_text("Latency", timeout=RUN_TIMEOUT_MS)
+    expect(metrics).to_contain_text("Latency")
     match = re.search(r"Latency\s+([\d.]+) s", metrics.inner_text())
     assert match, metrics.inner_text()
     return float(match.group(1))
@@ -72,25 +80,36 @@ def toast(page: Page, text: str):
     return page.locator(".toast-body").filter(has_text=text)
 
 
+def screenshot_toast(page: Page, path: Path) -> None:
+    page.wait_for_timeout(800)  # toasts fade in
+    page.screenshot(path=path)
+
+
 def test_upload_fills_three_columns_and_the_charts(browser, app_url, artifacts):
     page = open_page(browser, app_url)
     open_tab(page, "Upload")
     page.locator("#upload-file input[type=file]").set_input_files(JFK)
-    expect(page.locator("#upload-file")).to_contain_text("jfk.wav")
+    expect(page.locator("#upload-file")).to_contain_text(re.compile(r"jfk\s*\.wav"))  # name and extension in two spans
+    page.locator("#reference textarea").fill(JFK_TEXT)
     page.click("#transcribe-upload")
 
-    expect(page.locator("#run-status")).to_contain_text("3/3 modes done", timeout=RUN_TIMEOUT_MS)
+    wait_for_run(page, "3/3 modes done")
     for mode in MODES:
         assert latency_s(page, mode) > 0
         assert transcript(page, mode).strip()
     assert "country" in transcript(page, "teacher").lower()
     expect(page.locator("#metrics-speculative")).to_contain_text("identical to teacher ✔")
+    expect(page.locator("#metrics-teacher")).to_contain_text(re.compile(r"WER\s+0\.0%"))
 
     expect(page.locator("#run-chart svg, #run-chart canvas").first).to_be_visible()
     expect(page.locator("#run-chart g.mark-rect.role-mark path")).to_have_count(3)  # one bar per mode
     expect(page.locator("#history-chart g.mark-symbol.role-mark path")).to_have_count(3)
     expect(page.locator("#history-table")).to_contain_text("jfk.wav")
     page.screenshot(path=artifacts / "upload.png", full_page=True)
+
+    page.get_by_text("goforward.wav (3 s)").click()  # an example fills the file and its reference transcript
+    expect(page.locator("#upload-file")).to_contain_text(re.compile(r"goforward\s*\.wav"))
+    expect(page.locator("#reference textarea")).to_have_value("go forward ten meters")
     page.close()
 
 
@@ -102,7 +121,8 @@ def test_microphone_recording_is_transcribed(playwright, app_url, artifacts, tmp
         check=True,
     )
     fake_microphone = [
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={speech}",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={speech}",
     ]
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS + fake_microphone)
     try:
@@ -112,13 +132,14 @@ def test_microphone_recording_is_transcribed(playwright, app_url, artifacts, tmp
         microphone.get_by_role("button", name="Record", exact=True).click()
         page.wait_for_timeout(RECORD_MS)
         microphone.get_by_role("button", name="Stop", exact=True).click()
-        expect(microphone.get_by_role("button", name="Play", exact=True)).to_be_visible()  # the recording is uploaded
+        expect(microphone.locator("a[href*='/gradio_api/file=']").first).to_be_attached()  # the recording is uploaded
         page.click("#transcribe-mic")
 
+        wait_for_run(page, "1/1 modes done")
         assert latency_s(page, "teacher") > 0
         text = transcript(page, "teacher").lower()
         assert any(word in text for word in ("fellow americans", "country")), text
-        expect(page.locator("#run-status")).to_contain_text("microphone")
+        expect(page.locator("#run-status")).to_contain_text("microphone · 1")  # ~12.5 s recorded
         page.screenshot(path=artifacts / "microphone.png", full_page=True)
     finally:
         browser.close()
@@ -132,16 +153,21 @@ def test_youtube_links_are_checked_with_readable_errors(browser, app_url, artifa
     link.fill("https://example.com/talk.mp4")
     page.click("#transcribe-youtube")
     expect(toast(page, "Only YouTube links are accepted")).to_be_visible()
-    page.screenshot(path=artifacts / "youtube_not_youtube.png")
+    screenshot_toast(page, artifacts / "youtube_not_youtube.png")
 
     link.fill("https://www.youtube.com/playlist?list=PLFgquLnL59alCl_2TQvOiD5Vgm1hCaGSI")
     link.press("Enter")
     expect(toast(page, "Playlists are not supported")).to_be_visible()
-    page.screenshot(path=artifacts / "youtube_playlist.png")
+    screenshot_toast(page, artifacts / "youtube_playlist.png")
+    page.close()
 
-    link.fill("https://youtu.be/jNQXAC9IVRw?t=5")  # a real video: embedded at once, then the download fails offline
+
+def test_youtube_video_is_embedded_then_the_download_error_shown(browser, app_url, artifacts, youtube_unreachable):
+    page = open_page(browser, app_url)
+    open_tab(page, "YouTube")
+    page.locator("#youtube-url").get_by_role("textbox").fill("https://youtu.be/jNQXAC9IVRw?t=5")  # a real video
     page.click("#transcribe-youtube")
     expect(page.locator("#youtube-embed iframe")).to_have_attribute("src", "https://www.youtube.com/embed/jNQXAC9IVRw?start=5")
     expect(toast(page, "Could not reach YouTube")).to_be_visible(timeout=RUN_TIMEOUT_MS)
-    page.screenshot(path=artifacts / "youtube_offline.png")
+    screenshot_toast(page, artifacts / "youtube_offline.png")
     page.close()

@@ -1,0 +1,183 @@
+"""The page, declared top to bottom in one function; what each event does lives in ui.handlers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from core.results import MODES, ModelInfo
+from ui import handlers, render
+
+AUDIO_DIR = Path(__file__).resolve().parents[1] / "assets" / "audio"
+ATTRIBUTION_FILE = AUDIO_DIR / "ATTRIBUTION.txt"
+QUEUE_SIZE = 16  # waiting requests
+CACHE_CLEANUP = (3600, 7200)  # every hour, delete uploads and result files older than two hours
+MODELS = "models"  # the concurrency group of every event that runs the models: one job at a time
+THEME = gr.themes.Soft(primary_hue="blue", secondary_hue="emerald")
+CSS = """
+.youtube-embed { width: 100%; aspect-ratio: 16 / 9; border: 0; border-radius: 8px; }
+.mode-column { min-width: 260px; }
+#run-status { min-height: 2.5em; }
+"""
+
+
+@dataclass
+class ModeColumn:
+    """One mode's results; `outputs` is the order ui.handlers yields them in."""
+
+    transcript: gr.Textbox
+    metrics: gr.Markdown
+    segments: gr.Dataframe
+    subtitles: gr.File
+
+    @property
+    def outputs(self) -> list:
+        return [self.transcript, self.metrics, self.segments, self.subtitles]
+
+
+def example_clips() -> tuple[list[list[str]], list[str]]:
+    """Bundled clips with their reference transcripts, from assets/audio/manifest.jsonl."""
+    examples, labels = [], []
+    for line in (AUDIO_DIR / "manifest.jsonl").read_text().splitlines():
+        if line.strip():
+            clip = json.loads(line)
+            examples.append([str(AUDIO_DIR / clip["file"]), clip["text"]])
+            labels.append(f"{clip['file']} ({clip['duration_s']:.0f} s)")
+    return examples, labels
+
+
+def mode_column(mode: str, info: ModelInfo | None) -> ModeColumn:
+    model = ""
+    if info is not None:
+        speculative = f"{info.teacher} + {info.student} drafts"
+        model = {"student": info.student, "teacher": info.teacher, "speculative": speculative}[mode]
+    with gr.Column(min_width=260, elem_classes="mode-column"):
+        gr.Markdown(f"### {render.MODE_TITLES[mode]}\n`{model}`")
+        return ModeColumn(
+            transcript=gr.Textbox(
+                label="Transcript", lines=5, max_lines=12, interactive=False, buttons=["copy"], elem_id=f"transcript-{mode}"
+            ),
+            metrics=gr.Markdown(elem_id=f"metrics-{mode}"),
+            segments=gr.Dataframe(
+                headers=render.SEGMENT_COLUMNS, label="Segments", interactive=False, wrap=True,
+                column_widths=["18%", "18%", "64%"], max_height=320, visible=False, elem_id=f"segments-{mode}",
+            ),
+            subtitles=gr.File(
+                label="Subtitles (SRT, VTT, JSON)", file_count="multiple", interactive=False,
+                visible=False, elem_id=f"subtitles-{mode}",
+            ),
+        )
+
+
+def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Blocks:
+    """The whole page. Without `info` (models failed to load) it shows the error instead of the controls."""
+    ready = info is not None
+    cap_minutes = handlers.max_seconds_on(info.device if ready else "CPU") // 60
+    examples, example_labels = example_clips()
+
+    with gr.Blocks(title="Distil-Whisper Arena", delete_cache=CACHE_CLEANUP) as demo:
+        gr.Markdown("# Distil-Whisper Arena")
+        header = render.header_markdown(info) if ready else render.load_error_markdown(load_error or "")
+        gr.Markdown(header, elem_id="header")
+
+        with gr.Column(visible=ready, elem_id="arena"):
+            reference = gr.Textbox(
+                label="Reference transcript (optional: gives the WER of each mode)", value="", lines=2, render=False,
+                elem_id="reference",
+            )
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=3):
+                    with gr.Tabs():
+                        with gr.Tab("Microphone", id="microphone"):
+                            recording = gr.Audio(
+                                sources=["microphone"], type="filepath", label="Recording", elem_id="mic-audio"
+                            )
+                            mic_button = gr.Button("Transcribe recording", variant="primary", elem_id="transcribe-mic")
+                        with gr.Tab("Upload", id="upload"):
+                            upload = gr.File(
+                                label="Audio or video file", file_types=["audio", "video"], type="filepath",
+                                elem_id="upload-file",
+                            )
+                            upload_button = gr.Button("Transcribe file", variant="primary", elem_id="transcribe-upload")
+                            gr.Examples(
+                                examples, inputs=[upload, reference], example_labels=example_labels,
+                                label="Example clips (fills the file and its reference transcript)",
+                            )
+                        with gr.Tab("YouTube", id="youtube"):
+                            youtube_url = gr.Textbox(
+                                label="YouTube video link", placeholder="https://www.youtube.com/watch?v=…",
+                                info=f"One video, up to {cap_minutes} min.", value=None, elem_id="youtube-url",
+                            )
+                            youtube_button = gr.Button(
+                                "Fetch and transcribe", variant="primary", elem_id="transcribe-youtube"
+                            )
+                            youtube_embed = gr.HTML(elem_id="youtube-embed")
+                with gr.Column(scale=2):
+                    modes = gr.CheckboxGroup(
+                        [(render.MODE_TITLES[m], m) for m in MODES], value=list(MODES), label="Modes", elem_id="modes"
+                    )
+                    timestamps = gr.Checkbox(
+                        label="Timestamps (segments and SRT / VTT / JSON files)", value=False, elem_id="timestamps"
+                    )
+                    long_form = gr.Radio(
+                        [("Chunked (batched, fast)", "chunked"), ("Sequential (OpenAI's sliding window)", "sequential")],
+                        value="chunked", label="Long-form algorithm (audio over 30 s)", elem_id="long-form",
+                    )
+                    language = gr.Radio(
+                        [("English", "en"), ("Auto-detect", "auto")], value="en", label="Language", elem_id="language"
+                    )
+                    reference.render()
+
+            run_status = gr.Markdown(elem_id="run-status")
+            with gr.Row(equal_height=False):
+                columns = [mode_column(mode, info) for mode in MODES]
+            with gr.Row():
+                run_chart = gr.BarPlot(
+                    x="mode", y="latency s", color="mode", color_map=_chart_colors(),
+                    sort=[render.MODE_TITLES[m] for m in MODES], y_lim=[0, None], y_title="latency (s)",
+                    title="Latency of this run (lower is faster)", height=260, elem_id="run-chart",
+                )
+                history_chart = gr.ScatterPlot(
+                    x="run", y="RTFx", color="mode", color_map=_chart_colors(), y_lim=[0, None],
+                    title="RTFx per run this session (higher is faster)", height=260, elem_id="history-chart",
+                )
+            history_table = gr.Dataframe(
+                headers=render.HISTORY_COLUMNS, label="Runs this session", interactive=False, elem_id="history-table"
+            )
+            with gr.Accordion("Raw results (JSON, as the API returns them)", open=False):
+                raw_json = gr.JSON(label="results", show_label=False, elem_id="raw-json")
+            api_subtitles = gr.File(label="subtitle files", file_count="multiple", visible=False)
+            history = gr.State([])
+
+        gr.Markdown(
+            "Example clips: John F. Kennedy's inaugural address (public domain), LibriVox readings (public domain), "
+            "CMU Sphinx test data (BSD-2), Asterisk prompts voiced by Allison Smith (CC-BY-SA 3.0). Sources and licences: "
+            f"[assets/audio/ATTRIBUTION.txt](/gradio_api/file={ATTRIBUTION_FILE}).",
+            elem_id="attribution",
+        )
+
+        # ---- events ----
+        options = [modes, timestamps, long_form, language, reference]
+        page_outputs = [*(c for column in columns for c in column.outputs), run_status, run_chart, raw_json,
+                        history_table, history_chart, history]
+        page_event = dict(outputs=page_outputs, concurrency_id=MODELS, api_visibility="private", show_progress_on=[run_status])
+        upload_button.click(handlers.transcribe_upload, [upload, *options, history], **page_event)
+        mic_button.click(handlers.transcribe_microphone, [recording, *options, history], **page_event)
+        gr.on(
+            [youtube_button.click, youtube_url.submit], handlers.show_youtube_embed, youtube_url, youtube_embed,
+            concurrency_limit=None, show_progress="hidden", api_visibility="private",  # instant, even behind a running job
+        ).success(handlers.transcribe_youtube_video, [youtube_url, *options, history], **page_event)
+
+        # API-only endpoints: no trigger in the page; only the first input has no default.
+        api_outputs = [raw_json, api_subtitles]
+        api_event = dict(outputs=api_outputs, concurrency_id=MODELS)
+        gr.on([], handlers.transcribe_file, [upload, *options], api_name="transcribe_file", **api_event)
+        gr.on([], handlers.transcribe_youtube, [youtube_url, *options], api_name="transcribe_youtube", **api_event)
+    return demo
+
+
+def _chart_colors() -> dict[str, str]:
+    return {render.MODE_TITLES[m]: color for m, color in render.MODE_COLORS.items()}
