@@ -1,0 +1,231 @@
+"""Live transcription (core/streaming.py): LocalAgreement-2 on one rolling buffer.
+
+The acceptance tests stream real speech, converted to what a browser sends (48 kHz int16, stereo),
+into the real teacher as fast as the cores allow (no sleeping: the algorithm is under test, not the
+clock). The local student is untrained, so the teacher stands in for the live mode. A tone-burst
+"model" with a fake clock covers trimming, the buffer cap, the pace and the session cap in
+milliseconds.
+"""
+
+import subprocess
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from conftest import AUDIO, manifest
+from core.audio import FFMPEG, SAMPLE_RATE, load_audio
+from core.engine import Options
+from core.errors import ArenaError, AudioTooLongError
+from core.metrics import wer
+from core.streaming import LiveTranscriber, StreamTooLongError, _covered, percentile
+
+BROWSER_RATE = 48000
+
+
+def browser_pcm(audio: np.ndarray) -> np.ndarray:
+    """16 kHz float -> 48 kHz int16 stereo (N, 2), as the microphone component delivers it."""
+    cmd = [FFMPEG, "-nostdin", "-v", "error", "-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "pipe:",
+           "-ac", "2", "-ar", str(BROWSER_RATE), "-f", "s16le", "pipe:"]
+    out = subprocess.run(cmd, input=audio.astype("<f4").tobytes(), capture_output=True, check=True).stdout
+    return np.frombuffer(out, "<i2").reshape(-1, 2)
+
+
+def stream(transcriber: LiveTranscriber, pcm: np.ndarray, chunk_s: float, rate: int = BROWSER_RATE):
+    """Feed chunks back to back; return the final text and every committed text seen on the way."""
+    committed = []
+    step = int(chunk_s * rate)
+    for start in range(0, len(pcm), step):
+        committed.append(transcriber.update(pcm[start : start + step], rate).committed_text)
+    final = transcriber.finish()
+    return final, committed + [final]
+
+
+def assert_never_revised(committed: list[str]):
+    for before, after in zip(committed, committed[1:]):
+        assert after.startswith(before), (before, after)
+
+
+# ---- real speech, real teacher ---------------------------------------------------------------------
+
+
+def test_jfk_streamed_matches_offline_teacher(arena):
+    audio = load_audio(AUDIO / "jfk.wav")
+    live = LiveTranscriber(arena, "teacher")
+    final, committed = stream(live, browser_pcm(audio), chunk_s=1.0)
+    (offline,) = arena.transcribe(live.recording(), Options(modes=("teacher",)))
+
+    assert wer(offline.text, final) <= 0.10, (offline.text, final)
+    assert_never_revised(committed)
+    state = live.state
+    assert state.finished and state.tentative_text == "" and state.committed_text == final
+    assert state.decodes >= 2 and state.commit_latencies and state.rtfx > 0 and state.last_update_s > 0
+    assert abs(len(live.recording()) / SAMPLE_RATE - len(audio) / SAMPLE_RATE) < 0.05
+
+
+def test_minute_of_speech_stays_within_the_buffer_cap(arena):
+    """> 60 s of real clips joined with 0.5 s gaps (as tests/test_engine.py's long clip), 2 s chunks."""
+    by_id = {c["id"]: c for c in manifest()}
+    parts = ["jfk", "sense_and_sensibility_01_austen_64kb-0880", "asterisk_demo-echotest_8k", "goforward",
+             "sense_and_sensibility_01_austen_64kb-0930", "jfk_white_snr10", "jfk_mp3"]
+    gap = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    audio = np.concatenate([x for p in parts for x in (load_audio(AUDIO / by_id[p]["file"]), gap)])
+    assert len(audio) > 60 * SAMPLE_RATE
+
+    live = LiveTranscriber(arena, "teacher")
+    final, committed = stream(live, browser_pcm(audio), chunk_s=2.0)
+    (offline,) = arena.transcribe(audio, Options(modes=("teacher",)))
+
+    assert wer(offline.text, final) <= 0.10, (offline.text, final)
+    assert_never_revised(committed)
+    assert live.state.max_buffer_s <= live.buffer_cap_s
+
+
+def test_silence_commits_nothing_and_never_reaches_the_model(arena):
+    silence = load_audio(AUDIO / "silence_5s.wav")
+    live = LiveTranscriber(arena, "teacher")
+    final, committed = stream(live, browser_pcm(silence), chunk_s=0.5)
+    assert final == "" and set(committed) == {""}
+    assert live.state.decodes == 0 and live.state.max_buffer_s == 0
+
+
+# ---- the algorithm on a tone-burst "model" (milliseconds) --------------------------------------------
+
+WORD_S, GAP_S = 0.3, 0.1
+
+
+def tone_speech(n_words: int, pause_every: int | None = None, pause_s: float = 1.0) -> np.ndarray:
+    """Word i is a 0.3 s tone at 300 + 25 i Hz; words are 0.1 s apart, with longer pauses if asked."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(WORD_S * SAMPLE_RATE)) / SAMPLE_RATE
+    parts = []
+    for i in range(n_words):
+        parts.append((0.3 * np.sin(2 * np.pi * (300 + 25 * i) * t)).astype(np.float32))
+        gap = pause_s if pause_every and (i + 1) % pause_every == 0 else GAP_S
+        parts.append((0.001 * rng.standard_normal(int(gap * SAMPLE_RATE))).astype(np.float32))
+    return np.concatenate(parts)
+
+
+def words(n: int) -> str:
+    return " ".join(f"word{i}" for i in range(n))
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class ToneArena:
+    """'Transcribes' each complete tone burst as its word, a burst cut by the buffer end as 'wo'.
+
+    Each call advances the fake clock by `cost(seconds of audio)`: compute time without computing.
+    """
+
+    def __init__(self, clock: Clock, cost=lambda s: 0.05 + 0.01 * s, flicker: bool = False):
+        self.clock, self.cost, self.flicker, self.calls = clock, cost, flicker, 0
+
+    def transcribe(self, audio, options):
+        self.calls += 1
+        self.clock.t += self.cost(len(audio) / SAMPLE_RATE)
+        frame = 160
+        n = len(audio) // frame
+        loud = (audio[: n * frame].reshape(n, frame) ** 2).mean(axis=1) > 1e-3
+        out, k = [], 0
+        while k < n:
+            if not loud[k]:
+                k += 1
+                continue
+            j = k
+            while j < n and loud[j]:
+                j += 1
+            burst = audio[k * frame : j * frame]
+            if j >= n - 1:
+                out.append("wo")
+            elif k > 0 or len(burst) > 0.8 * WORD_S * SAMPLE_RATE:
+                hz = np.argmax(np.abs(np.fft.rfft(burst))) * SAMPLE_RATE / len(burst)
+                out.append(f"word{round((hz - 300) / 25)}")
+            k = j
+        if self.flicker:  # a model that never says the same thing twice
+            out = [f"{w}{self.calls % 2}" for w in out]
+        return [SimpleNamespace(text=" ".join(out))]
+
+
+def tone_stream(audio, chunk_s=0.5, cost=lambda s: 0.05 + 0.01 * s, flicker=False, **kwargs):
+    """Real-time feed on the fake clock: chunk k arrives at (k + 1) x chunk_s, or when the last update ends."""
+    clock = Clock()
+    live = LiveTranscriber(ToneArena(clock, cost, flicker), "teacher", clock=clock, **kwargs)
+    committed, step = [], int(chunk_s * SAMPLE_RATE)
+    for start in range(0, len(audio), step):
+        clock.t = max(clock.t, (start + step) / SAMPLE_RATE)
+        committed.append(live.update(audio[start : start + step], SAMPLE_RATE).committed_text)
+    committed.append(live.finish())
+    return live, committed
+
+
+def test_continuous_speech_is_trimmed_and_committed_exactly():
+    live, committed = tone_stream(tone_speech(150))  # 60 s without a pause
+    assert committed[-1] == words(150)
+    assert_never_revised(committed)
+    state = live.state
+    assert state.max_buffer_s <= live.trim_s + 2.0  # trimmed, never near the cap
+    assert not state.falling_behind and state.message == ""
+    assert max(state.commit_latencies) < 1.5  # two 0.5 s updates plus compute
+
+
+@pytest.mark.parametrize("chunk_s", [0.5, 2.0])
+def test_pauses_end_utterances(chunk_s):
+    live, committed = tone_stream(tone_speech(40, pause_every=6), chunk_s=chunk_s)
+    assert committed[-1] == words(40)
+    assert_never_revised(committed)
+    assert live.state.max_buffer_s < 3.5 + chunk_s  # each utterance is flushed at its pause
+
+
+def test_buffer_never_exceeds_its_cap_even_when_nothing_agrees():
+    live, committed = tone_stream(tone_speech(150), flicker=True)
+    assert_never_revised(committed)
+    assert live.state.max_buffer_s <= live.buffer_cap_s
+    assert len(committed[-1].split()) >= 140  # forced cuts commit what they drop
+
+
+def test_slow_device_is_flagged_and_decodes_less_often():
+    live, committed = tone_stream(tone_speech(60), cost=lambda s: 1.0 + 0.05 * s)
+    state = live.state
+    assert state.falling_behind and "updates every" in state.message
+    assert state.decode_every_s > live.min_decode_every_s
+    assert committed[-1] == words(60)
+    assert state.decodes < len(committed) / 2  # decodes skipped instead of queueing
+
+
+def test_session_cap_keeps_the_audio_heard_and_says_so():
+    clock = Clock()
+    live = LiveTranscriber(ToneArena(clock), "teacher", clock=clock, max_session_s=5.0)
+    audio = tone_speech(15)  # 6 s
+    with pytest.raises(StreamTooLongError) as err:
+        for start in range(0, len(audio), SAMPLE_RATE):
+            live.update(audio[start : start + SAMPLE_RATE], SAMPLE_RATE)
+    assert isinstance(err.value, AudioTooLongError) and "5 s" in str(err.value)
+    assert len(live.recording()) == 5 * SAMPLE_RATE
+    with pytest.raises(StreamTooLongError):
+        live.update(audio[:100], SAMPLE_RATE)
+    assert live.finish().startswith("word0 word1")
+    with pytest.raises(ArenaError):
+        live.update(audio[:100], SAMPLE_RATE)
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ArenaError):
+        LiveTranscriber(ToneArena(Clock()), "fastest")
+
+
+def test_alignment_and_percentile():
+    committed = "and so my fellow americans ask".split()
+    assert _covered(committed, "and so my fellow americans ask not what".split()) == 6
+    assert _covered(committed, "and so my fellow american ask not".split()) == 6  # one word revised
+    assert _covered(committed, "and so my fellow".split()) == 4  # the model dropped words this time
+    assert _covered([], "ask not".split()) == 0
+    # a phrase repeated later is not where the committed words end
+    assert _covered("can do for you".split(), "can do for you ask what you can do for".split()) == 4
+    assert percentile([], 95) is None and percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile(range(100), 95) == 94
