@@ -4,9 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # System tools: ffmpeg for every decode; chromium (headless) only for the browser tests.
 APT_RUNTIME := ffmpeg
-APT_TEST    := ffmpeg chromium
+APT_TEST    := ffmpeg chromium espeak-ng
 
-.PHONY: setup setup-test demo test clean-models
+# Distillation data (TTS voices and free texts); not needed to run or test the app.
+APT_DISTILL := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+               r-cran-janeaustenr wordnet-base fortunes
+
+.PHONY: setup setup-test setup-distill demo test clean-models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +29,11 @@ setup: $(VENV)/.runtime
 
 setup-test: $(VENV)/.dev
 	@bash tools/apt_ensure.sh $(APT_TEST)
+	$(BIN)/python -m core setup
+
+setup-distill: $(VENV)/.dev
+	@bash tools/apt_ensure.sh $(APT_DISTILL)
+	$(BIN)/pip install -q -r requirements-distill.txt
 	$(BIN)/python -m core setup
 
 demo: setup

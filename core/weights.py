@@ -30,6 +30,7 @@ CT2_SUFFIX = "-ct2"
 TEACHER_BASE = "whisper-base"
 TEACHER_TINY_EN = "whisper-tiny.en"
 STUDENT_BASE = "distil-whisper-base"
+SHIPPED_STUDENT = REPO_ROOT / "assets" / "student"  # the trained decoder layers, when a run has shipped them
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,13 @@ def build_student(teacher_name: str, student_name: str, progress: Callable[[str]
 
     from core.distill.create import create_student
 
+    from core.distill.ship import assemble_student, shipped_available
+
     teacher_dir, out_dir = MODELS_DIR / teacher_name, MODELS_DIR / student_name
-    progress(f"{student_name}: building from {teacher_name} (encoder + 2 decoder layers)")
+    if teacher_name == TEACHER_BASE and shipped_available(SHIPPED_STUDENT):
+        progress(f"{student_name}: assembling {teacher_name} + the shipped trained decoder ({SHIPPED_STUDENT})")
+        return assemble_student(teacher_dir, SHIPPED_STUDENT, out_dir)
+    progress(f"{student_name}: building from {teacher_name} (encoder + 2 decoder layers, untrained)")
     teacher = WhisperForConditionalGeneration.from_pretrained(teacher_dir, dtype=torch.float16)
     student = create_student(teacher)
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -185,6 +191,17 @@ def build_student(teacher_name: str, student_name: str, progress: Callable[[str]
     WhisperProcessor.from_pretrained(teacher_dir).save_pretrained(out_dir)
     write_manifest(out_dir, teacher=teacher_name, trained=False)
     return out_dir
+
+
+def _current(name: str, model_dir: Path) -> bool:
+    """Beyond checksums: converted teachers need their CTranslate2 copy; the student must match what ships."""
+    if name in SOURCES:
+        return verify(ctranslate2_dir(name))
+    if name == STUDENT_BASE:
+        from core.distill.ship import student_is_current
+
+        return student_is_current(model_dir, SHIPPED_STUDENT)
+    return True
 
 
 def ensure_models(progress: Callable[[str], None] = print, include_tiny: bool = True) -> dict[str, Path]:
@@ -196,8 +213,7 @@ def ensure_models(progress: Callable[[str], None] = print, include_tiny: bool = 
     ready = {}
     for name, make in steps:
         model_dir = MODELS_DIR / name
-        needs_ct2 = name in SOURCES
-        if verify(model_dir) and (not needs_ct2 or verify(ctranslate2_dir(name))):
+        if verify(model_dir) and _current(name, model_dir):
             progress(f"{name}: present, checksums verified ({model_dir})")
         else:
             make()

@@ -6,6 +6,7 @@ for pkg in "$@"; do
   case "$pkg" in
     ffmpeg) command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg) ;;
     chromium) command -v chromium >/dev/null || missing+=(chromium) ;;
+    espeak-ng) command -v espeak-ng >/dev/null || missing+=(espeak-ng) ;;
     *) dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg") ;;
   esac
 done

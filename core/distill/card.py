@@ -1,0 +1,156 @@
+"""The shipped student's model card, written from what the run recorded (nothing typed by hand)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def compute_log(run: Path) -> dict:
+    return _read(Path(run) / "compute.json")
+
+
+def add_compute(run: Path, stage: str, seconds: float, device: str) -> None:
+    """Wall time per stage, summed over resumed invocations."""
+    path = Path(run) / "compute.json"
+    data = _read(path)
+    entry = data.get(stage, {"seconds": 0.0, "runs": 0})
+    entry.update(seconds=round(entry["seconds"] + seconds, 1), runs=entry["runs"] + 1, device=device)
+    data[stage] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+
+
+def add_command(run: Path, argv: list[str]) -> None:
+    """Every command run on this folder, in order: the model card quotes the one that made it."""
+    import shlex
+
+    Path(run).mkdir(parents=True, exist_ok=True)
+    with open(Path(run) / "commands.log", "a") as f:
+        f.write(shlex.join(argv) + "\n")
+
+
+def _reproduce(run: Path, data: dict, last: dict) -> list[str]:
+    path = Path(run) / "commands.log"
+    commands = path.read_text().splitlines() if path.is_file() else []
+    made = [c for c in commands if " core.distill all " in f"{c} " or " core.distill data " in f"{c} "]
+    if made:
+        return sorted(set(commands), key=commands.index)
+    return [f"python -m core.distill all --hours {_hours_arg(data)} --steps {last.get('step', 1500)} --out {run}"]
+
+
+def write_model_card(run: Path, path: Path) -> Path:
+    from core.distill.data import summarize as data_summary
+    from core.distill.ship import SHIPPED_FILE, read_metadata
+    from core.distill.train import read_log, train_dir
+
+    run = Path(run)
+    data = data_summary(run)
+    labels = _read(run / "labels" / "info.json")
+    config = _read(train_dir(run) / "config.json")
+    log = read_log(run)
+    last = next((x for x in reversed(log) if "loss" in x), {})
+    last_val = next((x for x in reversed(log) if "val_agree" in x), {})
+    first_val = next((x for x in log if "val_agree" in x), {})
+    evaluation = _read(run / "eval.json").get("summary", {})
+    compute = compute_log(run)
+    shipped = run / "shipped" / SHIPPED_FILE
+    meta = read_metadata(run / "shipped") if shipped.is_file() else {}
+    size_mb = shipped.stat().st_size / 1e6 if shipped.is_file() else 0.0
+
+    lines = [
+        "# Distil-Whisper Arena student (local preset)",
+        "",
+        f"Teacher: `{meta.get('teacher', '?')}`. Student: the teacher's encoder (frozen, shared with the teacher at "
+        f"run time) and {meta.get('decoder_layers', '?')} decoder layers initialised from teacher layers "
+        f"{meta.get('distilled_from_layers', '?')}, then distilled. Token and positional embeddings (tied to the "
+        "output projection) stay frozen at the teacher's values, so this folder ships only the trained decoder "
+        f"layers and the decoder's final layer norm: `{SHIPPED_FILE}`, fp16, {size_mb:.1f} MB. Set-up rebuilds the "
+        "full student with `core.distill.ship.assemble_student(teacher_dir, this_folder, out_dir)`.",
+        "",
+        "## Data (synthetic speech, made offline)",
+        "",
+        f"- {data['windows']} windows, {data['hours']} h ({data['val_windows']} held out), up to "
+        f"{data.get('max_window_s') or 28} s each, seed {data.get('seed')}",
+        f"- engines: {', '.join(data['engines_available']) or '?'}"
+        + (f" (not installed: {', '.join(data['engines_missing'])})" if data["engines_missing"] else ""),
+        f"- hours by engine: {data['hours_by_engine']}; {data['voices_used']} distinct voices used",
+        f"- text: {data['text'].get('sentences', {})} sentences (Jane Austen novels via r-cran-janeaustenr, WordNet "
+        "examples, fortunes); evaluation transcripts filtered out "
+        f"({data['text'].get('dropped_as_evaluation_text', '?')} sentences dropped)",
+        f"- augmented: {data['augmented_fraction']:.0%} of windows (noise at random SNR, reverb, tempo, 8 kHz phone "
+        "band, mp3/opus/vorbis/gsm)",
+        "",
+        "## Teacher labels",
+        "",
+        f"- greedy pseudo-labels of {labels.get('windows', '?')} windows ({labels.get('with_timestamps', '?')} with "
+        f"timestamps); kept {labels.get('kept', '?')} ({labels.get('kept_hours', '?')} h) at WER <= "
+        f"{labels.get('max_wer', '?')} against the source text; {labels.get('truncated', '?')} truncated",
+        f"- teacher vs source WER by engine: {labels.get('wer_by_engine', {})}",
+        "",
+        "## Training",
+        "",
+        f"- {last.get('step', '?')} steps, batch {config.get('batch_size', '?')} x {config.get('processes', 1)} "
+        f"process(es), AdamW lr {config.get('lr', '?')} (warm-up {config.get('warmup', '?')}, linear decay), "
+        f"{(config.get('trainable_params') or 0) / 1e6:.2f}M trainable parameters",
+        f"- loss = {config.get('ce_weight', '?')} x CE(pseudo-label) + {config.get('kl_weight', '?')} x KL(teacher "
+        f"top-k || student) at T = {config.get('temperature', '?')}",
+        f"- final training loss {last.get('loss', '?')} (CE {last.get('ce', '?')}, KL {last.get('kl', '?')}), "
+        f"token agreement {last.get('agree', '?')}",
+        f"- held-out token agreement with the teacher (teacher-forced): {first_val.get('val_agree', '?')} at step "
+        f"{first_val.get('step', '?')} -> {last_val.get('val_agree', '?')} at step {last_val.get('step', '?')}",
+        "",
+        "## Compute",
+        "",
+    ]
+    lines += [f"- {stage}: {entry['seconds'] / 60:.1f} min on {entry['device']}" for stage, entry in compute.items()]
+    if evaluation:
+        lines += [
+            "",
+            f"## Evaluation (the app's Arena, {evaluation.get('clips')} real clips, {evaluation.get('device')})",
+            "",
+            "| | student | teacher | speculative |",
+            "|---|---|---|---|",
+            f"| WER | {evaluation['wer_student']:.1%} | {evaluation['wer_teacher']:.1%} | {evaluation['wer_speculative']:.1%} |",
+            f"| latency (sum) | {evaluation['latency_student_s']:.2f} s | {evaluation['latency_teacher_s']:.2f} s | "
+            f"{evaluation['latency_speculative_s']:.2f} s |",
+            f"| speed vs teacher | {evaluation['student_speedup']:.2f}x | 1.00x | {evaluation['speculative_speedup']:.2f}x |",
+            "",
+            f"Speculative decoding: acceptance rate {evaluation['acceptance_rate']}, token-identical to the teacher on "
+            f"{evaluation['speculative_identical']} clips.",
+            "",
+        ]
+        lines += [f"- [{'x' if ok else ' '}] {goal}" for goal, ok in evaluation["targets"].items()]
+    for variant in sorted(run.glob("eval_shortlist_*.json")):
+        other = _read(variant).get("summary", {})
+        lines += [
+            "",
+            f"With the vocabulary shortlist (`shortlist.json`) applied to {other.get('shortlist')} "
+            f"(`eval --shortlist {other.get('shortlist')}`; needs the app-side integration to be what the app shows): "
+            f"WER student {other['wer_student']:.1%}, speculative {other['wer_speculative']:.1%}; speed vs teacher "
+            f"student {other['student_speedup']:.2f}x, speculative {other['speculative_speedup']:.2f}x; acceptance "
+            f"{other['acceptance_rate']}; identical {other['speculative_identical']}.",
+        ]
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        *_reproduce(run, data, last),
+        "```",
+        "",
+        "Licences: Jane Austen's novels are public domain; WordNet 3.0 (Princeton, WordNet licence); fortunes (BSD); "
+        "voices: espeak-ng (GPL-3), flite/CMU Arctic (BSD-like), festival voices (free), piper joe (CC0 dataset).",
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _hours_arg(data: dict) -> str:
+    return f"{data['hours_requested'] or round(data['hours'], 2):g}"

@@ -1,0 +1,223 @@
+"""Teacher pseudo-labels, filtered by WER against the source text, with everything training needs cached.
+
+For each window the teacher runs once: its encoder output is stored in fp16 (training never runs the
+encoder again), greedy decoding (batched) gives the pseudo-label, and one teacher-forced pass over
+that label gives the teacher's top-k logits at every position, for the KL term (the same numbers as
+generate's raw logits, FACTS: within 1e-4; one extra decoder pass is ~3% of the decoding cost).
+A fraction of windows is labelled with timestamps so the student also learns that mode.
+
+Distil-Whisper's filter keeps a window only when the teacher's text is close to the source text
+(WER <= threshold): it removes windows where the TTS voice garbled words or the teacher looped.
+Every window is stored with its WER; the threshold is applied when training, so it can be changed
+without labelling again.
+
+Layout under <run>/labels/: cache/wNNNNNN.safetensors (enc, prompt, tokens, topk_ids, topk_logits;
+metadata "record" = JSON of the window's label record), labels.jsonl and info.json (summaries).
+Multi-GPU: `accelerate launch -m core.distill label ...` splits the windows between processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.audio import SAMPLE_RATE
+from core.distill.data import data_dir, read_manifest
+from core.metrics import normalize, wer
+
+LABEL_BATCH = 8
+TOP_K = 64
+TIMESTAMP_FRACTION = 0.2  # Distil-Whisper trains 50% with timestamps; the app mostly runs without
+MAX_WER = 0.2  # default training filter (teacher vs source text; espeak voices score worst)
+TOKENS_PER_SECOND_CAP = 12  # as the engine: a looping teacher stops early and is marked truncated
+
+log = logging.getLogger(__name__)
+
+
+def labels_dir(run: Path) -> Path:
+    return Path(run) / "labels"
+
+
+def cache_path(run: Path, window_id: str) -> Path:
+    return labels_dir(run) / "cache" / f"{window_id}.safetensors"
+
+
+def wants_timestamps(window_id: str, seed: int, fraction: float) -> bool:
+    return bool(np.random.default_rng([seed, int(window_id[1:]), 7]).random() < fraction)
+
+
+def prompt_ids(generation_config, timestamps: bool) -> list[int]:
+    """<|startoftranscript|><|en|><|transcribe|>, plus <|notimestamps|> without timestamps."""
+    ids = [generation_config.decoder_start_token_id, generation_config.lang_to_id["<|en|>"],
+           generation_config.task_to_id["transcribe"]]
+    return ids if timestamps else ids + [generation_config.no_timestamps_token_id]
+
+
+def _continuation(row: list[int], prompt_set: set[int], eos: int, limit: int) -> tuple[list[int], bool]:
+    """Generated tokens after the prompt, ending with end-of-text; truncated when the cap was hit."""
+    start = 0
+    while start < len(row) and row[start] in prompt_set:
+        start += 1
+    body = row[start:]
+    if eos in body:
+        return body[: body.index(eos)] + [eos], False
+    return body + [eos], len(body) >= limit  # timestamps mode strips end-of-text
+
+
+def load_teacher(teacher_dir: Path, device: torch.device):
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    teacher = WhisperForConditionalGeneration.from_pretrained(teacher_dir, dtype=dtype).to(device).eval()
+    return teacher, WhisperProcessor.from_pretrained(teacher_dir)
+
+
+@torch.inference_mode()
+def label_batch(teacher, processor, audios: list[np.ndarray], timestamps: list[bool], top_k: int = TOP_K) -> list[dict]:
+    """Encoder output, pseudo-label and teacher top-k logits for a batch of windows (<= 30 s each)."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    device, dtype = teacher.device, teacher.dtype
+    config = teacher.generation_config
+    eos = config.eos_token_id
+    features = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+    enc = teacher.model.encoder(features.to(device, dtype)).last_hidden_state
+    prompt_set = set(prompt_ids(config, False))
+    results: list[dict] = [{} for _ in audios]
+    for mode in (False, True):
+        index = [i for i, ts in enumerate(timestamps) if ts == mode]
+        if not index:
+            continue
+        limit = min(440, int(TOKENS_PER_SECOND_CAP * max(len(audios[i]) for i in index) / SAMPLE_RATE) + 16)
+        out = teacher.generate(
+            encoder_outputs=BaseModelOutput(last_hidden_state=enc[index]), language="en", task="transcribe",
+            return_timestamps=mode, num_beams=1, do_sample=False, max_new_tokens=limit,
+        )
+        sequences = out["sequences"] if isinstance(out, dict) else out
+        for i, row in zip(index, sequences.tolist()):
+            tokens, truncated = _continuation(row, prompt_set, eos, limit)
+            results[i].update(prompt=prompt_ids(config, mode), tokens=tokens, truncated=truncated, timestamps=mode)
+
+    # one teacher-forced pass: the teacher's distribution at every position of its own label
+    sequences = [r["prompt"] + r["tokens"] for r in results]
+    width = max(len(s) for s in sequences) - 1
+    inputs = torch.full((len(sequences), width), eos, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        inputs[i, : len(s) - 1] = torch.tensor(s[:-1])
+    hidden = teacher.model.decoder(input_ids=inputs.to(device), encoder_hidden_states=enc).last_hidden_state
+    for i, r in enumerate(results):
+        start = len(r["prompt"]) - 1
+        logits = teacher.proj_out(hidden[i, start : start + len(r["tokens"])]).float()
+        values, ids = logits.topk(top_k, dim=-1)
+        r.update(enc=enc[i].to(torch.float16).cpu(), topk_ids=ids.to(torch.int32).cpu(),
+                 topk_logits=values.to(torch.float16).cpu())
+        text_ids = [t for t in r["tokens"] if t < eos]
+        r["text"] = processor.tokenizer.decode(text_ids, skip_special_tokens=True).strip()
+    return results
+
+
+def save_label(path: Path, result: dict, record: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {
+        "enc": result["enc"].contiguous(),
+        "prompt": torch.tensor(result["prompt"], dtype=torch.int32),
+        "tokens": torch.tensor(result["tokens"], dtype=torch.int32),
+        "topk_ids": result["topk_ids"].contiguous(),
+        "topk_logits": result["topk_logits"].contiguous(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"record": json.dumps(record)})
+    tmp.replace(path)
+
+
+def read_record(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["record"])
+
+
+def load_records(run: Path) -> list[dict]:
+    """The label record of every labelled window, by id."""
+    return sorted((read_record(p) for p in (labels_dir(run) / "cache").glob("w*.safetensors")), key=lambda r: r["id"])
+
+
+def keep(record: dict, max_wer: float = MAX_WER) -> bool:
+    """The Distil-Whisper filter, plus: the teacher did not loop and said something."""
+    return record["wer"] <= max_wer and not record["truncated"] and record["n_tokens"] > 1
+
+
+def label(run: Path, teacher_dir: Path, batch_size: int = LABEL_BATCH, top_k: int = TOP_K,
+          timestamp_fraction: float = TIMESTAMP_FRACTION, seed: int = 0, max_wer: float = MAX_WER,
+          progress: Callable[[str], None] = print) -> dict:
+    """Label every window of <run>/data not labelled yet; returns the summary written to labels/info.json."""
+    import soundfile as sf
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    rows = read_manifest(data_dir(run) / "manifest.jsonl")
+    if not rows:
+        raise RuntimeError(f"no data in {data_dir(run)}: run `python -m core.distill data` first")
+    todo = [r for r in rows if not cache_path(run, r["id"]).is_file()]
+    todo.sort(key=lambda r: -r["duration_s"])  # similar lengths batch together: less padding in decoding
+    if todo:
+        teacher, processor = load_teacher(Path(teacher_dir), accelerator.device)
+        progress(f"label: {len(todo)} of {len(rows)} windows to label on {accelerator.device} "
+                 f"({accelerator.num_processes} process(es))")
+        with accelerator.split_between_processes(todo) as mine:
+            started, done = time.perf_counter(), 0
+            for start in range(0, len(mine), batch_size):
+                batch = mine[start : start + batch_size]
+                audios = [sf.read(data_dir(run) / r["file"], dtype="float32")[0] for r in batch]
+                flags = [wants_timestamps(r["id"], seed, timestamp_fraction) for r in batch]
+                for row, result in zip(batch, label_batch(teacher, processor, audios, flags, top_k)):
+                    record = {
+                        "id": row["id"], "split": row["split"], "engine": row["engine"], "voice": row["voice"],
+                        "source": row["source"], "augment": row["augment"], "duration_s": row["duration_s"],
+                        "text": row["text"], "teacher_text": result["text"],
+                        "wer": round(wer(row["text"], result["text"]), 4), "timestamps": result["timestamps"],
+                        "n_tokens": len(result["tokens"]), "truncated": result["truncated"],
+                    }
+                    save_label(cache_path(run, row["id"]), result, record)
+                done += len(batch)
+                per = (time.perf_counter() - started) / done
+                if accelerator.is_main_process:
+                    progress(f"label: {done}/{len(mine)} windows, {per:.2f} s/window, "
+                             f"ETA {per * (len(mine) - done) / 60:.1f} min")
+        accelerator.wait_for_everyone()
+    info = summarize(run, max_wer)
+    if accelerator.is_main_process:
+        records = load_records(run)
+        (labels_dir(run) / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        (labels_dir(run) / "info.json").write_text(json.dumps(info, indent=1))
+        progress(f"label: {info['windows']} windows labelled, {info['kept']} kept at WER <= {max_wer} "
+                 f"(teacher vs source WER by engine: {info['wer_by_engine']})")
+    return info
+
+
+def summarize(run: Path, max_wer: float = MAX_WER) -> dict:
+    records = load_records(run)
+    by_engine: dict[str, list[float]] = {}
+    for r in records:
+        by_engine.setdefault(r["engine"], []).append(r["wer"])
+    kept = [r for r in records if keep(r, max_wer)]
+    return {
+        "windows": len(records),
+        "kept": len(kept),
+        "kept_train": sum(r["split"] == "train" for r in kept),
+        "kept_hours": round(sum(r["duration_s"] for r in kept) / 3600, 3),
+        "max_wer": max_wer,
+        "truncated": sum(r["truncated"] for r in records),
+        "with_timestamps": sum(r["timestamps"] for r in records),
+        "wer_by_engine": {k: round(float(np.mean(v)), 3) for k, v in sorted(by_engine.items())},
+        "kept_by_engine": {k: sum(r["engine"] == k for r in kept) for k in sorted(by_engine)},
+        "empty_source_text": sum(not normalize(r["text"]) for r in records),
+    }

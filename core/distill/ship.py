@@ -1,0 +1,186 @@
+"""Ship only what the student adds to the teacher, and rebuild the full student from the two at set-up.
+
+The trained student differs from `create_student(teacher)` in its decoder layers and the decoder's
+final layer norm (training keeps everything else frozen, see train.py). Those tensors, in fp16, are
+the shipped file (~17 MB for whisper-base instead of ~112 MB for the whole student):
+
+    assets/student/decoder.safetensors   the changed tensors; metadata: format, teacher, layers, fingerprint
+    assets/student/shortlist.json        optional: a token shortlist for the draft model (shortlist.py)
+    assets/student/MODEL_CARD.md         data, voices, compute, losses, WER, acceptance, speed
+
+`assemble_student(teacher_dir, shipped_dir, out_dir)` rebuilds the student folder the app loads:
+the teacher's encoder, embeddings and projection, the teacher's decoder layers picked as in training,
+then the shipped tensors on top. It refuses a teacher whose token embeddings differ from the one the
+student was trained against (a fingerprint in the metadata), since the result would be garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from core.distill.shortlist import SHORTLIST_FILE, write_shortlist
+
+SHIPPED_FILE = "decoder.safetensors"
+MODEL_CARD = "MODEL_CARD.md"
+FORMAT = "distil-whisper-arena/1"
+MAX_SHIPPED_MB = 25
+
+
+def _fingerprint(teacher) -> str:
+    """sha256 of the teacher's token embeddings in fp16: which teacher the decoder belongs to."""
+    weight = teacher.model.decoder.embed_tokens.weight.detach().to(torch.float16).cpu().contiguous()
+    return hashlib.sha256(weight.numpy().tobytes()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_teacher(teacher_dir: Path):
+    from transformers import WhisperForConditionalGeneration
+
+    return WhisperForConditionalGeneration.from_pretrained(teacher_dir, dtype=torch.float16)
+
+
+def ship(trained: dict[str, torch.Tensor], teacher_dir: Path, out_dir: Path, decoder_layers: int = 2,
+         info: dict | None = None) -> Path:
+    """Write every student tensor that differs (in fp16) from create_student(teacher); returns the file."""
+    from safetensors.torch import save_file
+
+    from core.distill.create import create_student
+
+    teacher = _load_teacher(Path(teacher_dir))
+    base = create_student(teacher, decoder_layers)
+    reference = base.state_dict()
+    changed = {}
+    for name, tensor in trained.items():
+        if name not in reference or reference[name].shape != tensor.shape:
+            raise ValueError(f"{name} {tuple(tensor.shape)} is not a tensor of a {decoder_layers}-layer student")
+        value = tensor.detach().to(torch.float16).cpu().contiguous()
+        if not torch.equal(value, reference[name]):
+            changed[name] = value
+    metadata = {
+        "format": FORMAT,
+        "teacher": Path(teacher_dir).name,
+        "decoder_layers": str(decoder_layers),
+        "distilled_from_layers": json.dumps(base.config.distilled_from_layers),
+        "teacher_embed_sha256": _fingerprint(teacher),
+        "info": json.dumps(info or {}),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / SHIPPED_FILE
+    tmp = path.with_suffix(".tmp")
+    save_file(changed, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    path.chmod(0o644)
+    return path
+
+
+def read_metadata(shipped_dir: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(Path(shipped_dir) / SHIPPED_FILE), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def shipped_available(shipped_dir: Path) -> bool:
+    return (Path(shipped_dir) / SHIPPED_FILE).is_file()
+
+
+def assemble_student(teacher_dir: Path, shipped_dir: Path, out_dir: Path) -> Path:
+    """The full student folder (weights, config, processor, MANIFEST.json) from the teacher + shipped tensors."""
+    from safetensors.torch import load_file
+    from transformers import WhisperProcessor
+
+    from core.distill.create import create_student
+    from core.weights import write_manifest
+
+    teacher_dir, shipped_dir, out_dir = Path(teacher_dir), Path(shipped_dir), Path(out_dir)
+    metadata = read_metadata(shipped_dir)
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"{shipped_dir / SHIPPED_FILE} is not a {FORMAT} file")
+    teacher = _load_teacher(teacher_dir)
+    if _fingerprint(teacher) != metadata["teacher_embed_sha256"]:
+        raise ValueError(f"{shipped_dir / SHIPPED_FILE} was trained against another teacher than {teacher_dir}")
+    student = create_student(teacher, int(metadata["decoder_layers"]))
+    if student.config.distilled_from_layers != json.loads(metadata["distilled_from_layers"]):
+        raise ValueError("the shipped decoder was made from other teacher layers than create_student picks")
+    shipped = load_file(str(shipped_dir / SHIPPED_FILE))
+    state = student.state_dict()
+    for name, tensor in shipped.items():
+        if name not in state or state[name].shape != tensor.shape:
+            raise ValueError(f"shipped tensor {name} does not fit the student")
+    student.load_state_dict(shipped, strict=False)
+    student.tie_weights()
+    student.config.distil_arena = {"shipped_sha256": _sha256(shipped_dir / SHIPPED_FILE), "teacher": teacher_dir.name}
+
+    tmp = out_dir.with_name(out_dir.name + ".assembling")
+    shutil.rmtree(tmp, ignore_errors=True)
+    student.save_pretrained(tmp)
+    WhisperProcessor.from_pretrained(teacher_dir).save_pretrained(tmp)
+    if (shipped_dir / SHORTLIST_FILE).is_file():
+        shutil.copyfile(shipped_dir / SHORTLIST_FILE, tmp / SHORTLIST_FILE)
+    for path in tmp.iterdir():
+        path.chmod(0o644)
+    write_manifest(tmp, teacher=teacher_dir.name, trained=True, shipped_sha256=_sha256(shipped_dir / SHIPPED_FILE))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def student_is_current(student_dir: Path, shipped_dir: Path) -> bool:
+    """False when a shipped decoder exists that `student_dir` was not assembled from (set-up must rebuild)."""
+    if not shipped_available(shipped_dir):
+        return True
+    manifest = Path(student_dir) / "MANIFEST.json"
+    if not manifest.is_file():
+        return False
+    return json.loads(manifest.read_text()).get("shipped_sha256") == _sha256(Path(shipped_dir) / SHIPPED_FILE)
+
+
+def export(run: Path, teacher_dir: Path, progress: Callable[[str], None] = print) -> tuple[Path, Path]:
+    """The latest checkpoint as a shipped file (<run>/shipped) and the full student assembled from it
+    (<run>/student): evaluation measures exactly what ships (fp16 decoder on the teacher)."""
+    from core.distill.train import load_trained
+
+    run = Path(run)
+    trained, meta = load_trained(run)
+    layers = int(meta["config"].get("decoder_layers", 2))
+    path = ship(trained, teacher_dir, run / "shipped", layers, info={"step": meta["step"]})
+    size_mb = path.stat().st_size / 1e6
+    progress(f"export: {path} ({size_mb:.1f} MB, step {meta['step']})")
+    if size_mb > MAX_SHIPPED_MB:
+        progress(f"export: warning: {size_mb:.1f} MB is over the {MAX_SHIPPED_MB} MB budget")
+    shortlist = json.loads(write_shortlist(run, teacher_dir, run / "shipped").read_text())
+    progress(f"export: draft vocabulary shortlist of {shortlist['size']} tokens "
+             f"({shortlist['label_token_coverage']:.2%} of label tokens)")
+    student_dir = assemble_student(teacher_dir, run / "shipped", run / "student")
+    progress(f"export: full student assembled in {student_dir}")
+    return run / "shipped", student_dir
+
+
+def publish(run: Path, to: Path, progress: Callable[[str], None] = print) -> Path:
+    """Copy the run's shipped file and model card into the repository (assets/student)."""
+    from core.distill.card import write_model_card
+
+    run, to = Path(run), Path(to)
+    if not shipped_available(run / "shipped"):
+        raise RuntimeError(f"nothing exported in {run / 'shipped'}: run `python -m core.distill export` first")
+    write_model_card(run, run / "shipped" / MODEL_CARD)
+    to.mkdir(parents=True, exist_ok=True)
+    for name in (SHIPPED_FILE, SHORTLIST_FILE, MODEL_CARD):
+        if (run / "shipped" / name).is_file():
+            shutil.copyfile(run / "shipped" / name, to / name)
+    progress(f"ship: {to / SHIPPED_FILE} ({(to / SHIPPED_FILE).stat().st_size / 1e6:.1f} MB) and {to / MODEL_CARD}")
+    return to

@@ -1,0 +1,398 @@
+"""Train the student's decoder on cached encoder outputs with the Distil-Whisper objective.
+
+loss = 1.0 * cross-entropy(student, teacher pseudo-label) + 0.8 * T^2 * KL(teacher || student) at T = 2
+(Gandhi et al., 2023, §3: the weights 0.8 / 1.0; the temperature of their training script). The
+teacher side of the KL is its top-k distribution cached by `label` (renormalised over those k tokens;
+the student's log-probabilities are over the whole vocabulary), so no teacher runs here, and the
+encoder outputs are cached too, so no encoder runs either: a step is the 2-layer decoder only.
+
+Trained: the decoder layers and the decoder's final layer norm (~8.4M parameters for base). Frozen:
+the encoder (not even loaded into the step), the token embeddings (tied to the output projection:
+51865 x 512 = 53 MB in fp16) and the positional embeddings. They stay the teacher's, so the shipped
+file only holds what training changed (~17 MB in fp16) and the app still shares the teacher's
+encoder and vocabulary projection with the student.
+
+AdamW with linear warm-up then linear decay; gradient clipping at 1.0. Checkpoints (trainable
+weights + optimizer + scheduler + step) every --save-every steps; a rerun resumes from the latest,
+and the data order is a function of the step, so a resumed run equals an uninterrupted one.
+Heavy runs go through accelerate: `accelerate launch -m core.distill train ...` on one or many GPUs
+(bf16 autocast on a GPU); on a CPU it is a plain process.
+"""
+
+from __future__ import annotations
+
+import json
+import functools
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.distill.label import MAX_WER, keep, labels_dir, load_records
+
+STEPS, BATCH, LR, WARMUP = 1500, 8, 3e-4, 100
+KL_WEIGHT, CE_WEIGHT, TEMPERATURE = 0.8, 1.0, 2.0
+TRAINABLE_PREFIXES = ("model.decoder.layers.", "model.decoder.layer_norm.")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = STEPS
+    batch_size: int = BATCH  # windows per step and process
+    lr: float = LR
+    warmup: int = WARMUP
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    kl_weight: float = KL_WEIGHT
+    ce_weight: float = CE_WEIGHT
+    temperature: float = TEMPERATURE
+    max_wer: float = MAX_WER
+    decoder_layers: int = 2
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 100
+    save_every: int = 100
+    keep_checkpoints: int = 2
+    init: str | None = None  # a student folder to start from instead of the teacher's layers
+    stop_at: int | None = None  # stop (with a checkpoint) at this step; the schedule still ends at `steps`
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def train_dir(run: Path) -> Path:
+    return Path(run) / "train"
+
+
+def is_trainable(name: str) -> bool:
+    return name.startswith(TRAINABLE_PREFIXES)
+
+
+def build_student(teacher_dir: Path, decoder_layers: int = 2, init: str | None = None):
+    """The initial student in fp32: the teacher's encoder + evenly picked decoder layers (or `init`)."""
+    from transformers import WhisperForConditionalGeneration
+
+    from core.distill.create import create_student
+
+    if init:
+        student = WhisperForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
+    else:
+        teacher = WhisperForConditionalGeneration.from_pretrained(teacher_dir, dtype=torch.float32)
+        student = create_student(teacher, decoder_layers)
+    for name, param in student.named_parameters():
+        param.requires_grad_(is_trainable(name))
+    return student
+
+
+def trainable_state(student) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in student.named_parameters() if is_trainable(n)}
+
+
+class DecoderStep(torch.nn.Module):
+    """The student's decoder and output projection: logits at the label positions only."""
+
+    def __init__(self, student):
+        super().__init__()
+        self.decoder = student.model.decoder
+        self.proj_out = student.proj_out
+
+    def forward(self, input_ids, enc, mask):
+        hidden = self.decoder(input_ids=input_ids, encoder_hidden_states=enc).last_hidden_state
+        return self.proj_out(hidden[mask])
+
+
+def distill_loss(logits, targets, topk_ids, topk_logits, temperature=TEMPERATURE, kl_weight=KL_WEIGHT, ce_weight=CE_WEIGHT):
+    """Cross-entropy on the pseudo-label + temperature-scaled KL to the teacher's top-k distribution."""
+    logits = logits.float()
+    ce = F.cross_entropy(logits, targets)
+    teacher = torch.softmax(topk_logits.float() / temperature, dim=-1)
+    student = torch.log_softmax(logits / temperature, dim=-1).gather(-1, topk_ids)
+    kl = (teacher * (torch.log(teacher.clamp_min(1e-12)) - student)).sum(-1).mean() * temperature**2
+    agree = (logits.argmax(-1) == targets).float().mean()
+    return ce_weight * ce + kl_weight * kl, {"ce": ce.detach(), "kl": kl.detach(), "agree": agree.detach()}
+
+
+class CachedWindows(torch.utils.data.Dataset):
+    """Labelled windows from <run>/labels/cache: encoder output, prompt, label, teacher top-k."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        from safetensors.torch import load_file
+
+        return load_file(str(self.paths[i]))
+
+
+def collate(items: list[dict], pad_id: int) -> dict:
+    """Decoder input = prompt + label minus its last token; targets are the label tokens."""
+    sequences = [torch.cat([it["prompt"], it["tokens"]]).long() for it in items]
+    width = max(len(s) for s in sequences) - 1
+    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.bool)
+    for i, (it, s) in enumerate(zip(items, sequences)):
+        input_ids[i, : len(s) - 1] = s[:-1]
+        start = len(it["prompt"]) - 1
+        mask[i, start : start + len(it["tokens"])] = True
+    return {
+        "input_ids": input_ids,
+        "mask": mask,
+        "enc": torch.stack([it["enc"] for it in items]),
+        "targets": torch.cat([it["tokens"] for it in items]).long(),
+        "topk_ids": torch.cat([it["topk_ids"] for it in items]).long(),
+        "topk_logits": torch.cat([it["topk_logits"] for it in items]),
+    }
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Batches as a function of the step: epoch e is permutation (seed, e); resuming skips nothing."""
+
+    def __init__(self, n: int, batch: int, start: int, stop: int, seed: int, world: int = 1, rank: int = 0):
+        self.n, self.batch, self.start, self.stop, self.seed, self.world, self.rank = n, batch, start, stop, seed, world, rank
+
+    def __len__(self):
+        return max(self.stop - self.start, 0)
+
+    def indices(self, step: int) -> list[int]:
+        per_step = self.batch * self.world
+        steps_per_epoch = max(self.n // per_step, 1)
+        epoch, k = divmod(step, steps_per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        if self.n < per_step:
+            order = np.resize(order, per_step)
+        chunk = order[k * per_step : (k + 1) * per_step]
+        return chunk[self.rank * self.batch : (self.rank + 1) * self.batch].tolist()
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            yield self.indices(step)
+
+
+def schedule(config: TrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        return max(0.0, (config.steps - step) / max(config.steps - config.warmup, 1))
+
+    return factor
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    found = sorted((train_dir(run) / "ckpt").glob("step_*.pt"))
+    return found[-1] if found else None
+
+
+def _split(run: Path, max_wer: float) -> tuple[list[Path], list[Path], list[dict]]:
+    records = load_records(run)
+    kept = [r for r in records if keep(r, max_wer)]
+    cache = labels_dir(run) / "cache"
+    train = [cache / f"{r['id']}.safetensors" for r in kept if r["split"] == "train"]
+    val = [cache / f"{r['id']}.safetensors" for r in kept if r["split"] == "val"]
+    return train, val, records
+
+
+@torch.no_grad()
+def evaluate_cached(model, loader, accelerator, config: TrainConfig) -> dict:
+    """Teacher-forced loss and token agreement (student argmax == teacher token) on held-out windows."""
+    model.eval()
+    totals, tokens = {"loss": 0.0, "ce": 0.0, "kl": 0.0, "agree": 0.0}, 0
+    for batch in loader:
+        batch = _to_device(batch, accelerator.device)
+        with accelerator.autocast():
+            logits = model(batch["input_ids"], batch["enc"], batch["mask"])
+        loss, parts = distill_loss(logits, batch["targets"], batch["topk_ids"], batch["topk_logits"],
+                                   config.temperature, config.kl_weight, config.ce_weight)
+        n = len(batch["targets"])
+        tokens += n
+        totals["loss"] += float(loss) * n
+        for key in ("ce", "kl", "agree"):
+            totals[key] += float(parts[key]) * n
+    model.train()
+    return {f"val_{k}": round(v / max(tokens, 1), 5) for k, v in totals.items()} | {"val_tokens": tokens}
+
+
+def _to_device(batch: dict, device) -> dict:
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    out["enc"] = out["enc"].float()  # fp16 cache; autocast picks the compute dtype
+    return out
+
+
+def train(run: Path, teacher_dir: Path, config: TrainConfig, progress: Callable[[str], None] = print) -> dict:
+    """Train (or resume) to config.steps; returns the last logged losses."""
+    from accelerate import Accelerator
+
+    run = Path(run)
+    use_cuda = torch.cuda.is_available()
+    precision = "bf16" if use_cuda and torch.cuda.is_bf16_supported() else "no"
+    accelerator = Accelerator(mixed_precision=precision)
+    out = train_dir(run)
+    (out / "ckpt").mkdir(parents=True, exist_ok=True)
+    train_paths, val_paths, records = _split(run, config.max_wer)
+    if not train_paths:
+        raise RuntimeError(f"no training windows in {labels_dir(run)} pass WER <= {config.max_wer}: label first")
+
+    torch.manual_seed(config.seed)
+    student = build_student(Path(teacher_dir), config.decoder_layers, config.init)
+    pad_id = student.generation_config.eos_token_id
+    model = DecoderStep(student)
+    params = [p for n, p in student.named_parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98), eps=1e-6)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(config))
+
+    step, elapsed = 0, 0.0
+    checkpoint = latest_checkpoint(run)
+    if checkpoint is not None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        missing, unexpected = student.load_state_dict(state["trainable"], strict=False)
+        if unexpected or any(is_trainable(k) for k in missing):
+            raise RuntimeError(f"{checkpoint} does not match this student (decoder layers?): delete {train_dir(run)}")
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, elapsed = state["step"], state.get("elapsed_s", 0.0)
+        progress(f"train: resuming from {checkpoint.name} (step {step})")
+        _truncate_log(out / "log.jsonl", step)  # lines logged after that checkpoint are redone
+    # the scheduler is stepped once per optimizer step here, whatever the number of processes
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    n_params = sum(p.numel() for p in params)
+    (out / "config.json").write_text(json.dumps({**asdict(config), "trainable_params": n_params,
+                                                 "train_windows": len(train_paths), "val_windows": len(val_paths),
+                                                 "device": str(accelerator.device),
+                                                 "processes": accelerator.num_processes}, indent=1))
+    stop = min(config.steps, config.stop_at or config.steps)
+    if step >= stop:
+        progress(f"train: already at step {step} of {config.steps}")
+        return _last_logged(out)
+
+    sampler = StepBatches(len(train_paths), config.batch_size, step, stop, config.seed,
+                          accelerator.num_processes, accelerator.process_index)
+    workers = min(4, os.cpu_count() or 1) if use_cuda else 0  # on a CPU the cores are for the math
+    loader = torch.utils.data.DataLoader(CachedWindows(train_paths), batch_sampler=sampler, num_workers=workers,
+                                         collate_fn=functools.partial(collate, pad_id=pad_id), pin_memory=use_cuda)
+    val_loader = torch.utils.data.DataLoader(CachedWindows(val_paths), batch_size=config.batch_size,
+                                             collate_fn=functools.partial(collate, pad_id=pad_id)) if val_paths else None
+
+    progress(f"train: {len(train_paths)} windows ({len(val_paths)} held out), {n_params / 1e6:.2f}M trainable "
+             f"parameters, steps {step}->{stop} of {config.steps}, batch {config.batch_size}x{accelerator.num_processes}, "
+             f"on {accelerator.device}")
+    model.train()
+    window = {"loss": 0.0, "ce": 0.0, "kl": 0.0, "agree": 0.0, "n": 0}
+    tick = time.perf_counter()
+    log_file = open(out / "log.jsonl", "a") if accelerator.is_main_process else None
+    try:
+        if step == 0 and val_loader is not None and accelerator.is_main_process:
+            _write(log_file, {"step": 0, **evaluate_cached(accelerator.unwrap_model(model), val_loader, accelerator, config)})
+        for batch in loader:
+            batch = _to_device(batch, accelerator.device)
+            with accelerator.autocast():
+                logits = model(batch["input_ids"], batch["enc"], batch["mask"])
+            loss, parts = distill_loss(logits, batch["targets"], batch["topk_ids"], batch["topk_logits"],
+                                       config.temperature, config.kl_weight, config.ce_weight)
+            accelerator.backward(loss)
+            if config.grad_clip:
+                accelerator.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            window["loss"] += float(loss.detach())
+            for key in ("ce", "kl", "agree"):
+                window[key] += float(parts[key])
+            window["n"] += 1
+            if step % config.log_every == 0 or step == config.steps:
+                now = time.perf_counter()
+                elapsed += now - tick
+                line = {"step": step, **{k: round(window[k] / window["n"], 5) for k in ("loss", "ce", "kl", "agree")},
+                        "lr": scheduler.get_last_lr()[0], "s_per_step": round((now - tick) / window["n"], 3),
+                        "elapsed_s": round(elapsed, 1)}
+                tick = now
+                window = {k: 0.0 for k in window} | {"n": 0}
+                if accelerator.is_main_process:
+                    _write(log_file, line)
+                    eta = line["s_per_step"] * (config.steps - step) / 60
+                    progress(f"train: step {step}/{config.steps} loss {line['loss']:.3f} (ce {line['ce']:.3f} "
+                             f"kl {line['kl']:.3f}) agree {line['agree']:.3f} lr {line['lr']:.2e} "
+                             f"{line['s_per_step']:.2f} s/step ETA {eta:.1f} min")
+            if val_loader is not None and (step % config.eval_every == 0 or step == config.steps):
+                if accelerator.is_main_process:
+                    result = {"step": step, **evaluate_cached(accelerator.unwrap_model(model), val_loader, accelerator,
+                                                              config)}
+                    _write(log_file, result)
+                    progress(f"train: step {step} held-out agreement {result['val_agree']:.3f} "
+                             f"loss {result['val_loss']:.3f}")
+            if step % config.save_every == 0 or step == stop:
+                elapsed += time.perf_counter() - tick
+                tick = time.perf_counter()
+                _save(accelerator, student, optimizer, scheduler, step, elapsed, config, run)
+    finally:
+        if log_file:
+            log_file.close()
+    accelerator.wait_for_everyone()
+    return _last_logged(out)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    if path.is_file():
+        lines = [x for x in path.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= step]
+        path.write_text("".join(x + "\n" for x in lines))
+
+
+def _write(log_file, line: dict) -> None:
+    log_file.write(json.dumps(line) + "\n")
+    log_file.flush()
+
+
+def _save(accelerator, student, optimizer, scheduler, step, elapsed, config: TrainConfig, run: Path) -> None:
+    """Trainable weights + optimizer state: small, and enough to resume exactly."""
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    folder = train_dir(run) / "ckpt"
+    path = folder / f"step_{step:06d}.pt"
+    tmp = path.with_suffix(".tmp")
+    torch.save({"step": step, "elapsed_s": elapsed, "trainable": trainable_state(student),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "config": asdict(config)}, tmp)
+    tmp.replace(path)
+    for old in sorted(folder.glob("step_*.pt"))[: -config.keep_checkpoints]:
+        old.unlink()
+
+
+def read_log(run: Path) -> list[dict]:
+    path = train_dir(run) / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def _last_logged(out: Path) -> dict:
+    lines = read_log(out.parent)
+    last = next((x for x in reversed(lines) if "loss" in x), {})
+    last_val = next((x for x in reversed(lines) if "val_loss" in x), {})
+    return {**last, **{k: v for k, v in last_val.items() if k != "step"}}
+
+
+def load_trained(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The trainable weights of the latest checkpoint, and its metadata."""
+    checkpoint = latest_checkpoint(run)
+    if checkpoint is None:
+        raise RuntimeError(f"no checkpoint under {train_dir(run)}: train first")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return state["trainable"], {"step": state["step"], "elapsed_s": state.get("elapsed_s", 0.0),
+                                "config": state.get("config", {})}
+
+
+def steps_done(run: Path) -> int:
+    checkpoint = latest_checkpoint(run)
+    return int(checkpoint.stem.split("_")[1]) if checkpoint else 0
