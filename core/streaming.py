@@ -407,11 +407,13 @@ class LiveTranscriber:
     def _append(self, audio: np.ndarray, position: int, arrived_at: float) -> None:
         """Open an utterance on speech (with its pre-roll), extend it otherwise; keep under the cap."""
         if not len(self._buffer):
-            if self._speech_frames(audio).sum() * GATE_FRAME_S < MIN_SPEECH_S:
-                self._preroll = np.concatenate([self._preroll, audio])[-int(PREROLL_S * SAMPLE_RATE) :]
+            # judged on the pre-roll too: a browser chunk (0.1 s) is shorter than MIN_SPEECH_S
+            recent = np.concatenate([self._preroll, audio])
+            if self._speech_frames(recent).sum() * GATE_FRAME_S < MIN_SPEECH_S:
+                self._preroll = recent[-int(PREROLL_S * SAMPLE_RATE) :]
                 return
             self._offset = position - len(self._preroll)
-            audio = np.concatenate([self._preroll, audio])
+            audio = recent
             self._preroll = np.empty(0, np.float32)
         elif len(self._buffer) + len(audio) > self.buffer_cap_s * SAMPLE_RATE:
             self._trim(force=True)

@@ -21,6 +21,7 @@ JFK = AUDIO / "jfk.wav"
 JFK_TEXT = "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 RUN_TIMEOUT_MS = 300_000  # a whole run on a busy 2-core CPU
 UI_TIMEOUT_MS = 30_000
+LIVE_TIMEOUT_MS = 60_000  # first committed words of a live session on a 2-core CPU
 RECORD_MS = 12_500  # Chromium loops the fake microphone file (11 s of speech + 1 s of silence)
 
 
@@ -113,18 +114,21 @@ def test_upload_fills_three_columns_and_the_charts(browser, app_url, artifacts):
     page.close()
 
 
-def test_microphone_recording_is_transcribed(playwright, app_url, artifacts, tmp_path):
+def fake_microphone_browser(playwright, tmp_path: Path):
+    """Chromium whose microphone plays jfk.wav (48 kHz, with 1 s of silence before it loops)."""
     speech = tmp_path / "jfk_48k_padded.wav"
     subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(JFK), "-af", "apad=pad_dur=1",
          "-ar", "48000", "-ac", "1", "-c:a", "pcm_s16le", str(speech)],
         check=True,
     )
-    fake_microphone = [
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={speech}",
-    ]
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS + fake_microphone)
+    fake = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={speech}"]
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS + fake)
+
+
+def test_microphone_recording_is_transcribed(playwright, app_url, artifacts, tmp_path):
+    browser = fake_microphone_browser(playwright, tmp_path)
     try:
         page = open_page(browser, app_url)
         only_teacher(page)  # one mode keeps the test short; the upload test covers all three
@@ -141,6 +145,28 @@ def test_microphone_recording_is_transcribed(playwright, app_url, artifacts, tmp
         assert any(word in text for word in ("fellow americans", "country")), text
         expect(page.locator("#run-status")).to_contain_text("microphone · 1")  # ~12.5 s recorded
         page.screenshot(path=artifacts / "microphone.png", full_page=True)
+    finally:
+        browser.close()
+
+
+def test_live_text_is_committed_while_recording(playwright, app_url, artifacts, tmp_path):
+    browser = fake_microphone_browser(playwright, tmp_path)
+    try:
+        page = open_page(browser, app_url)
+        open_tab(page, "Live")
+        page.locator("#live-mode").get_by_label("Teacher").check()  # known-good words; the student is the default
+        only_teacher(page)  # the comparison after stop runs the teacher alone, to keep the test short
+        microphone = page.locator("#live-audio")
+        microphone.get_by_role("button", name="Record", exact=True).click()
+        words = page.locator("#live-words")
+        # committed text shows up while the recording is still running
+        expect(words).to_contain_text(re.compile(r"fellow|americans|country", re.I), timeout=LIVE_TIMEOUT_MS)
+        expect(microphone.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+        page.screenshot(path=artifacts / "live.png", full_page=True)
+        microphone.get_by_role("button", name="Stop", exact=True).click()
+        expect(page.locator("#live-text")).to_contain_text("heard")
+        wait_for_run(page, "1/1 modes done")  # then the whole recording, side by side
+        assert "country" in transcript(page, "teacher").lower()
     finally:
         browser.close()
 

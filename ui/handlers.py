@@ -17,6 +17,7 @@ from core.audio import duration_s, load_audio
 from core.engine import Arena, Options
 from core.errors import ArenaError
 from core.results import MODES
+from core.streaming import LiveTranscriber, StreamTooLongError
 from core.subtitles import SUBTITLE_FORMATS, write_subtitles
 from core.youtube import fetch_audio, parse_youtube_url
 from ui import render
@@ -24,6 +25,7 @@ from ui.render import Run
 
 MAX_SECONDS_CPU = 10 * 60
 MAX_SECONDS_GPU = 60 * 60
+PAGE_OUTPUTS = 4 * len(MODES) + 6  # what _stream_page yields per update (see ui.layout)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,39 @@ def transcribe_youtube_video(url, modes, timestamps, long_form, language, refere
         options = _options(modes, timestamps, long_form, language)
         audio, title = _youtube_audio(url, progress)
         yield from _stream_page(_stream_run(title, "youtube", audio, options, reference, out_dir, progress), history)
+
+
+def live_chunk(chunk, transcriber: LiveTranscriber | None, live_mode):
+    """One streamed microphone chunk ((rate, int16 samples)): commit what two hypotheses agree on."""
+    with _user_errors():
+        if transcriber is None:
+            transcriber = LiveTranscriber(_require_arena(), live_mode or "student")
+        if chunk is None:
+            return render.live_markdown(transcriber.state), transcriber
+        rate, samples = chunk
+        try:
+            state = transcriber.update(samples, rate)
+        except StreamTooLongError:
+            state = transcriber.state  # the cap's message is in the state; what was heard is kept
+        return render.live_markdown(state), transcriber
+
+
+@gpu
+def live_stop(transcriber: LiveTranscriber | None, compare, modes, timestamps, long_form, language, reference, history,
+              progress=gr.Progress()):
+    """Flush the live text; then, if asked, run the chosen modes on the whole recording side by side."""
+    with _user_errors(), tempfile.TemporaryDirectory(prefix="arena-live-") as out_dir:
+        if transcriber is None:
+            raise _refusal("Nothing was recorded: allow the microphone, press Record and speak.")
+        transcriber.finish()
+        live_view = render.live_markdown(transcriber.state)
+        if not compare:
+            yield (live_view, None, *([gr.skip()] * PAGE_OUTPUTS))
+            return
+        options = _options(modes, timestamps, long_form, language)
+        run = _stream_run("live recording", "microphone", transcriber.recording(), options, reference, out_dir, progress)
+        for update in _stream_page(run, history):
+            yield (live_view, None, *update)
 
 
 def show_youtube_embed(url):

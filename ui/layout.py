@@ -15,6 +15,8 @@ AUDIO_DIR = Path(__file__).resolve().parents[1] / "assets" / "audio"
 ATTRIBUTION_FILE = AUDIO_DIR / "ATTRIBUTION.txt"
 QUEUE_SIZE = 16  # waiting requests
 CACHE_CLEANUP = (3600, 7200)  # every hour, delete uploads and result files older than two hours
+LIVE_CHUNK_S = 0.5  # the browser sends microphone audio this often
+LIVE_TIME_LIMIT_S = 600  # one live session at most (the transcriber's own cap too)
 MODELS = "models"  # the concurrency group of every event that runs the models: one job at a time
 THEME = gr.themes.Soft(primary_hue="blue", secondary_hue="emerald")
 CSS = """
@@ -96,6 +98,22 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
                                 sources=["microphone"], type="filepath", label="Recording", elem_id="mic-audio"
                             )
                             mic_button = gr.Button("Transcribe recording", variant="primary", elem_id="transcribe-mic")
+                        with gr.Tab("Live", id="live"):
+                            live_mode = gr.Radio(
+                                [(render.MODE_TITLES[m], m) for m in MODES], value="student",
+                                label="Mode for the live text (the student is the one built to keep up)",
+                                elem_id="live-mode",
+                            )
+                            live_audio = gr.Audio(
+                                sources=["microphone"], streaming=True, type="numpy", label="Speak",
+                                elem_id="live-audio",
+                            )
+                            live_text = gr.Markdown("*Press Record and speak.*", elem_id="live-text")
+                            live_compare = gr.Checkbox(
+                                label="When I stop, also run the chosen modes on the whole recording", value=True,
+                                elem_id="live-compare",
+                            )
+                            live_session = gr.State(None)
                         with gr.Tab("Upload", id="upload"):
                             upload = gr.File(
                                 label="Audio or video file", file_types=["audio", "video"], type="filepath",
@@ -166,6 +184,17 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
         page_event = dict(outputs=page_outputs, concurrency_id=MODELS, api_visibility="private", show_progress_on=[run_status])
         upload_button.click(handlers.transcribe_upload, [upload, *options, history], **page_event)
         mic_button.click(handlers.transcribe_microphone, [recording, *options, history], **page_event)
+        live_audio.start_recording(lambda: None, outputs=live_session, api_visibility="private")
+        live_audio.stream(
+            handlers.live_chunk, [live_audio, live_session, live_mode], [live_text, live_session],
+            stream_every=LIVE_CHUNK_S, time_limit=LIVE_TIME_LIMIT_S, concurrency_id=MODELS, api_visibility="private",
+            show_progress="hidden",
+        )
+        live_audio.stop_recording(
+            handlers.live_stop, [live_session, live_compare, *options, history],
+            [live_text, live_session, *page_outputs], concurrency_id=MODELS, api_visibility="private",
+            show_progress_on=[run_status],
+        )
         gr.on(
             [youtube_button.click, youtube_url.submit], handlers.show_youtube_embed, youtube_url, youtube_embed,
             concurrency_limit=None, show_progress="hidden", api_visibility="private",  # instant, even behind a running job

@@ -202,3 +202,17 @@ def history_table(history: list[dict]) -> pd.DataFrame:
 def history_chart(history: list[dict]) -> pd.DataFrame:
     rows = [(f"#{entry['run']}", MODE_TITLES[m["mode"]], m["rtfx"]) for entry in history for m in entry["modes"]]
     return pd.DataFrame(rows, columns=["run", "mode", "RTFx"]).astype({"run": "str", "mode": "str", "RTFx": "float64"})
+
+
+def live_markdown(state) -> str:
+    """Committed words in full, the unconfirmed tail in grey, then the live latency figures."""
+    tentative = f' <span style="color:#9ca3af">{html.escape(state.tentative_text)}</span>' if state.tentative_text else ""
+    text = html.escape(state.committed_text) + tentative or "<em>Listening…</em>"
+    median, p95 = state.latency_median_s, state.latency_p95_s
+    figures = [f"{state.audio_s:.1f} s heard", f"buffer {state.buffer_s:.1f} s", f"{state.decodes} updates"]
+    if median is not None:
+        figures.append(f"commit latency median {median:.2f} s, p95 {p95:.2f} s")
+    if state.decodes:
+        figures.append(f"update RTFx {state.rtfx:.1f}")
+    notice = f"\n\n**{html.escape(state.message)}**" if state.message else ""
+    return f'<div id="live-words">{text}</div>\n\n<small>{" · ".join(figures)}</small>{notice}'

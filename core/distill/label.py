@@ -95,8 +95,14 @@ def label_batch(teacher, processor, audios: list[np.ndarray], timestamps: list[b
         if not index:
             continue
         limit = min(440, int(TOKENS_PER_SECOND_CAP * max(len(audios[i]) for i in index) / SAMPLE_RATE) + 16)
+        # with timestamps, generate() drops finished rows from `input_features` and fails on encoder
+        # outputs alone: those windows (a fifth) pay for a second encoder pass
+        inputs = (
+            dict(input_features=features[index].to(device, dtype)) if mode
+            else dict(encoder_outputs=BaseModelOutput(last_hidden_state=enc[index]))
+        )
         out = teacher.generate(
-            encoder_outputs=BaseModelOutput(last_hidden_state=enc[index]), language="en", task="transcribe",
+            **inputs, language="en", task="transcribe",
             return_timestamps=mode, num_beams=1, do_sample=False, max_new_tokens=limit,
         )
         sequences = out["sequences"] if isinstance(out, dict) else out

@@ -1,0 +1,46 @@
+"""The shipped local student (issue 4): it loads at set-up, beats its untrained initialisation by a
+wide margin, and speculative decoding with it still gives exactly the teacher's output."""
+
+import json
+
+import pytest
+
+from conftest import AUDIO
+from core import weights
+from core.audio import load_audio
+from core.distill.create import create_student
+from core.engine import Options, Strategy
+from core.metrics import wer
+
+JFK = "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+
+shipped = pytest.mark.skipif(
+    not (weights.SHIPPED_STUDENT / "decoder.safetensors").is_file(), reason="no trained student shipped in assets/student"
+)
+
+
+@shipped
+def test_setup_assembled_the_shipped_student():
+    manifest = json.loads((weights.MODELS_DIR / weights.STUDENT_BASE / weights.MANIFEST).read_text())
+    assert manifest.get("trained") is True
+
+
+@shipped
+def test_trained_student_beats_its_initialisation(arena):
+    audio = load_audio(AUDIO / "jfk.wav")
+    (trained,) = arena.transcribe(audio, Options(modes=("student",)))
+    saved = arena.strategies["student"]
+    arena.strategies["student"] = Strategy("student", create_student(arena.models.teacher))
+    try:
+        (untrained,) = arena.transcribe(audio, Options(modes=("student",)))
+    finally:
+        arena.strategies["student"] = saved
+    assert wer(JFK, trained.text) <= 0.3
+    assert wer(JFK, untrained.text) - wer(JFK, trained.text) >= 0.5
+
+
+@shipped
+def test_speculative_with_the_trained_student_is_identical_and_accepts_drafts(arena):
+    results = {r.mode: r for r in arena.transcribe(load_audio(AUDIO / "jfk.wav"), Options(modes=("teacher", "speculative")))}
+    assert results["speculative"].identical_to_teacher is True
+    assert results["speculative"].acceptance_rate > 0.3
