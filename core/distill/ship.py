@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 
 from core.distill.shortlist import SHORTLIST_FILE, write_shortlist
+from core.weights import sha256_file
 
 SHIPPED_FILE = "decoder.safetensors"
 MODEL_CARD = "MODEL_CARD.md"
@@ -36,14 +37,6 @@ def _fingerprint(teacher) -> str:
     """sha256 of the teacher's token embeddings in fp16: which teacher the decoder belongs to."""
     weight = teacher.model.decoder.embed_tokens.weight.detach().to(torch.float16).cpu().contiguous()
     return hashlib.sha256(weight.numpy().tobytes()).hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_teacher(teacher_dir: Path):
@@ -123,7 +116,7 @@ def assemble_student(teacher_dir: Path, shipped_dir: Path, out_dir: Path) -> Pat
             raise ValueError(f"shipped tensor {name} does not fit the student")
     student.load_state_dict(shipped, strict=False)
     student.tie_weights()
-    student.config.distil_arena = {"shipped_sha256": _sha256(shipped_dir / SHIPPED_FILE), "teacher": teacher_dir.name}
+    student.config.distil_arena = {"shipped_sha256": sha256_file(shipped_dir / SHIPPED_FILE), "teacher": teacher_dir.name}
 
     tmp = out_dir.with_name(out_dir.name + ".assembling")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -133,7 +126,7 @@ def assemble_student(teacher_dir: Path, shipped_dir: Path, out_dir: Path) -> Pat
         shutil.copyfile(shipped_dir / SHORTLIST_FILE, tmp / SHORTLIST_FILE)
     for path in tmp.iterdir():
         path.chmod(0o644)
-    write_manifest(tmp, teacher=teacher_dir.name, trained=True, shipped_sha256=_sha256(shipped_dir / SHIPPED_FILE))
+    write_manifest(tmp, teacher=teacher_dir.name, trained=True, shipped_sha256=sha256_file(shipped_dir / SHIPPED_FILE))
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir
@@ -146,7 +139,7 @@ def student_is_current(student_dir: Path, shipped_dir: Path) -> bool:
     manifest = Path(student_dir) / "MANIFEST.json"
     if not manifest.is_file():
         return False
-    return json.loads(manifest.read_text()).get("shipped_sha256") == _sha256(Path(shipped_dir) / SHIPPED_FILE)
+    return json.loads(manifest.read_text()).get("shipped_sha256") == sha256_file(Path(shipped_dir) / SHIPPED_FILE)
 
 
 def export(run: Path, teacher_dir: Path, progress: Callable[[str], None] = print) -> tuple[Path, Path]:
