@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -141,7 +140,3 @@ def load_models(preset: Preset) -> LoadedModels:
         assistant = _load_seq2seq(student_path, dtype, attention, device)  # own instance: generate() marks it
     log.info("loaded %s: teacher %s, student %s, shared encoder %s", preset.name, teacher_path, student_path, shared)
     return LoadedModels(preset, teacher, student, assistant, processor, device, dtype, attention, shared)
-
-
-def model_dir_exists(path: str) -> bool:
-    return Path(path).is_dir()
