@@ -211,10 +211,7 @@ def evaluate_cached(model, loader, accelerator, config: TrainConfig) -> dict:
     totals, tokens = {"loss": 0.0, "ce": 0.0, "kl": 0.0, "agree": 0.0}, 0
     for batch in loader:
         batch = _to_device(batch, accelerator.device)
-        with accelerator.autocast():
-            logits = model(batch["input_ids"], batch["enc"], batch["mask"])
-        loss, parts = distill_loss(logits, batch["targets"], batch["topk_ids"], batch["topk_logits"],
-                                   config.temperature, config.kl_weight, config.ce_weight)
+        loss, parts = _batch_loss(model, batch, accelerator, config)
         n = len(batch["targets"])
         tokens += n
         totals["loss"] += float(loss) * n
@@ -222,6 +219,14 @@ def evaluate_cached(model, loader, accelerator, config: TrainConfig) -> dict:
             totals[key] += float(parts[key]) * n
     model.train()
     return {f"val_{k}": round(v / max(tokens, 1), 5) for k, v in totals.items()} | {"val_tokens": tokens}
+
+
+def _batch_loss(model, batch: dict, accelerator, config: TrainConfig):
+    """The Distil-Whisper objective on one batch of cached windows (training and held-out alike)."""
+    with accelerator.autocast():
+        logits = model(batch["input_ids"], batch["enc"], batch["mask"])
+    return distill_loss(logits, batch["targets"], batch["topk_ids"], batch["topk_logits"],
+                        config.temperature, config.kl_weight, config.ce_weight)
 
 
 def _to_device(batch: dict, device) -> dict:
@@ -297,10 +302,7 @@ def train(run: Path, teacher_dir: Path, config: TrainConfig, progress: Callable[
             _write(log_file, {"step": 0, **evaluate_cached(accelerator.unwrap_model(model), val_loader, accelerator, config)})
         for batch in loader:
             batch = _to_device(batch, accelerator.device)
-            with accelerator.autocast():
-                logits = model(batch["input_ids"], batch["enc"], batch["mask"])
-            loss, parts = distill_loss(logits, batch["targets"], batch["topk_ids"], batch["topk_logits"],
-                                       config.temperature, config.kl_weight, config.ce_weight)
+            loss, parts = _batch_loss(model, batch, accelerator, config)
             accelerator.backward(loss)
             if config.grad_clip:
                 accelerator.clip_grad_norm_(params, config.grad_clip)
