@@ -2,8 +2,9 @@
 
 Every mode decodes greedily (num_beams=1) from the same log-mel features. Audio up to 30 s is one
 window; longer audio is cut into overlapping chunks (merged the way transformers' pipeline does) or
-decoded with OpenAI's sequential algorithm. Timing comes from forward hooks, so the numbers are
-those of the real `generate` calls, not of a re-implementation.
+decoded with OpenAI's sequential algorithm. The encoder runs once per window and request: the modes
+share its output (the student's encoder is the teacher's), and each mode is charged its time, so a
+mode's latency is what it costs alone. Silence and noise give no text (core/gate.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from transformers.modeling_outputs import BaseModelOutput
+
 from core.audio import SAMPLE_RATE
 from core.errors import ArenaError
+from core.gate import LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, NoSpeechRule, has_speech
 from core.models import LoadedModels, load_models
 from core.presets import get_preset
 from core.results import MODES, ModelInfo, ModeResult, Segment
@@ -26,8 +30,6 @@ from core.speculative import SpeculativeDecoder
 WINDOW_S = 30.0  # Whisper's receptive field
 STRIDE_FRACTION = 1 / 6  # overlap on each side of a chunk, as in transformers' pipeline
 TIME_PRECISION = 0.02  # seconds per timestamp token
-SPEECH_GATE_DBFS = -60.0  # a window whose loudest 30 ms frame is quieter than this holds no speech
-GATE_FRAME_S = 0.03
 MAX_NEW_TOKENS = 440  # Whisper's decoder holds 448 positions, 4 of them taken by the prompt
 TOKENS_PER_SECOND_CAP = 12  # fast speech is ~5 tokens/s; timestamps add ~1/s
 LONG_FORM_ALGORITHMS = ("chunked", "sequential")
@@ -78,17 +80,11 @@ class _Prepared:
     features: torch.Tensor
     attention_mask: torch.Tensor | None
     features_s: float
-    speech: list[bool] = field(default_factory=list)
-
-
-def has_speech(audio: np.ndarray) -> bool:
-    """Energy gate: digital silence and near-silence never reach a model (Whisper hallucinates on them)."""
-    frame = int(GATE_FRAME_S * SAMPLE_RATE)
-    usable = len(audio) // frame * frame
-    if usable == 0:
-        return bool(np.abs(audio).max(initial=0.0) > 10 ** (SPEECH_GATE_DBFS / 20))
-    rms = np.sqrt(np.mean(audio[:usable].reshape(-1, frame) ** 2, axis=1))
-    return bool(rms.max() > 10 ** (SPEECH_GATE_DBFS / 20))
+    speech: list[bool] = field(default_factory=list)  # the energy gate, per window
+    # encoder output per (encoder, window) and the teacher's no-speech probability per window, each with
+    # the seconds it took: computed by the first mode that needs it, charged to every mode that uses it
+    encoded: dict[tuple[int, int], tuple[torch.Tensor, float]] = field(default_factory=dict)
+    no_speech: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 def max_new_tokens(window_s: float) -> int:
@@ -178,6 +174,9 @@ class Arena:
             self.strategies["speculative"] = Strategy("speculative", models.teacher, drafter=drafter, max_batch=1,
                                                       timestamps=False)
         self.speculative = "lean" if self.strategies["speculative"].drafter else "transformers"
+        config = models.teacher.generation_config
+        # <|nospeech|> sits just before <|notimestamps|> in every Whisper vocabulary (transformers relies on it too)
+        self.no_speech = NoSpeechRule(models.teacher, config.decoder_start_token_id, config.no_timestamps_token_id - 1)
         self._info = models.info()
 
     @classmethod
@@ -302,44 +301,50 @@ class Arena:
     def _decode(self, strategy: Strategy, prepared: _Prepared, options: Options, force: bool = False) -> ModeResult:
         timestamps = options.timestamps and strategy.timestamps
         kwargs = self._generate_kwargs(strategy, options, timestamps)
-        on_gpu = self.models.device.type == "cuda"
+        windows = [i for i, speech in enumerate(prepared.speech) if speech or force]
+        # transformers re-encodes shifted audio when a window ends mid-segment with timestamps, so that
+        # path takes features, not encoder outputs; the gate still needs the (shared) teacher encoding
+        from_features = timestamps and strategy.drafter is None
+        shared_s = (0.0, 0.0)
+        if prepared.algorithm != "sequential":
+            with torch.inference_mode():
+                shared_s = self._analyse(strategy, prepared, windows, options.batch_size)
         meter = _Meter(
             strategy.model.model.encoder,
             strategy.model.model.decoder,
             strategy.assistant.model.decoder if strategy.assistant is not None else None,
-            synchronize=on_gpu,
+            synchronize=self._on_gpu,
         )
-        prompt = self._prompt(options)
-        if on_gpu:
-            torch.cuda.synchronize()
-        started = time.perf_counter()
+        started = self._now()
         try:
             with torch.inference_mode():
                 if prepared.algorithm == "sequential":
                     token_ids, segments = self._generate_sequential(strategy, prepared, kwargs)
                 else:
-                    token_ids = self._generate_windows(strategy, prepared, kwargs, options, meter, force, prompt)
+                    token_ids = self._generate_windows(strategy, prepared, windows, kwargs, options, meter, force,
+                                                       from_features)
                     segments = None
         finally:
             meter.close()
-        if on_gpu:
-            torch.cuda.synchronize()
-        decode_wall = time.perf_counter() - started
+        decode_wall = self._now() - started
 
         if prepared.algorithm == "sequential":
             text = "".join(s.text for s in segments)
             segments = [replace(s, text=s.text.strip()) for s in segments]
         else:
             text, segments = self._merge(prepared, token_ids, timestamps)
+        # each mode is charged the shared encoder and gate work it used, as if it had run alone
+        encoder_s = meter.encoder_s + (0.0 if from_features else shared_s[0])
+        latency_s = prepared.features_s + decode_wall + sum(shared_s)
         result = ModeResult(
             mode=strategy.mode,
             model=self.models.preset.student if strategy.mode == "student" else self.models.preset.teacher,
             text=text.strip(),
             segments=segments if timestamps else None,
             tokens=sum(1 for ids in token_ids for t in ids if t < self.eot),
-            latency_s=prepared.features_s + decode_wall,
-            encoder_s=meter.encoder_s,
-            decode_s=decode_wall - meter.encoder_s,
+            latency_s=latency_s,
+            encoder_s=encoder_s,
+            decode_s=latency_s - prepared.features_s - encoder_s,
             audio_s=prepared.audio_s,
             algorithm=prepared.algorithm,
             token_ids=token_ids,
@@ -355,29 +360,75 @@ class Arena:
                 result.note = SPECULATIVE_TIMESTAMPS_NOTE
         return result
 
-    def _generate_windows(self, strategy, prepared: _Prepared, kwargs: dict, options: Options, meter: _Meter,
-                          force: bool, prompt: list[int]):
-        """Decode every window that holds speech, in batches; silent windows give no tokens."""
+    @property
+    def _on_gpu(self) -> bool:
+        return self.models.device.type == "cuda"
+
+    def _now(self) -> float:
+        if self._on_gpu:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def _analyse(self, strategy: Strategy, prepared: _Prepared, windows: list[int], batch: int) -> tuple[float, float]:
+        """Encoder output and no-speech probability of each window, computed once per request and shared
+        by the modes; returns the (encoder, gate) seconds this mode is charged for them."""
+        encoder, teacher_encoder = strategy.model.model.encoder, self.models.teacher.model.encoder
+        for start in range(0, len(windows), batch):
+            index = windows[start : start + batch]
+            self._encode(encoder, prepared, index)
+            missing = [i for i in index if i not in prepared.no_speech]
+            if missing:
+                states = self._encode(teacher_encoder, prepared, missing)
+                started = self._now()
+                probs = self.no_speech.no_speech_prob(states)
+                each = (self._now() - started) / len(missing)
+                prepared.no_speech.update({i: (p, each) for i, p in zip(missing, probs)})
+        encoder_s = sum(prepared.encoded[(id(encoder), i)][1] for i in windows)
+        return encoder_s, sum(prepared.no_speech[i][1] for i in windows)
+
+    def _encode(self, encoder, prepared: _Prepared, index: list[int]) -> torch.Tensor:
+        missing = [i for i in index if (id(encoder), i) not in prepared.encoded]
+        if missing:
+            started = self._now()
+            states = encoder(prepared.features[missing]).last_hidden_state
+            each = (self._now() - started) / len(missing)
+            prepared.encoded.update({(id(encoder), i): (states[row : row + 1], each) for row, i in enumerate(missing)})
+        return torch.cat([prepared.encoded[(id(encoder), i)][0] for i in index])
+
+    def _generate_windows(self, strategy, prepared: _Prepared, windows: list[int], kwargs: dict, options: Options,
+                          meter: _Meter, force: bool, from_features: bool):
+        """Decode the given windows from their shared encoder output, in batches; the others give no tokens.
+        Whisper's no-speech rule then empties windows that hold only noise."""
         batch = min(options.batch_size, strategy.max_batch or options.batch_size)
-        todo = [i for i, speech in enumerate(prepared.speech) if speech or force]
+        prompt = self._prompt(options)
         token_ids: list[list[int]] = [[] for _ in prepared.windows]
-        for start in range(0, len(todo), batch):
-            index = todo[start : start + batch]
-            longest_s = max(len(prepared.windows[i].audio) for i in index) / SAMPLE_RATE
+        for start in range(0, len(windows), batch):
+            index = windows[start : start + batch]
+            limit = max_new_tokens(max(len(prepared.windows[i].audio) for i in index) / SAMPLE_RATE)
             if strategy.drafter is not None:
                 (i,) = index
-                encoded = strategy.model.model.encoder(prepared.features[i : i + 1]).last_hidden_state
-                token_ids[i], stats = strategy.drafter.decode(prompt, encoded, max_new_tokens(longest_s))
+                states = self._encode(strategy.model.model.encoder, prepared, index)
+                token_ids[i], stats = strategy.drafter.decode(prompt, states, limit)
                 meter.drafted += stats.drafted
                 meter.accepted += stats.accepted
-                continue
-            out = strategy.model.generate(
-                input_features=prepared.features[index], max_new_tokens=max_new_tokens(longest_s), **kwargs
-            )
-            sequences = out["sequences"] if isinstance(out, dict) else out
-            for i, row in zip(index, sequences.tolist()):
-                token_ids[i] = self._strip(row)
-                meter.generated += len(token_ids[i]) + (len(token_ids[i]) < max_new_tokens(longest_s))  # + end-of-text
+            else:
+                if from_features:
+                    inputs = {"input_features": prepared.features[index]}
+                else:
+                    states = self._encode(strategy.model.model.encoder, prepared, index)
+                    inputs = {"encoder_outputs": BaseModelOutput(last_hidden_state=states)}
+                out = strategy.model.generate(**inputs, max_new_tokens=limit, **kwargs)
+                sequences = out["sequences"] if isinstance(out, dict) else out
+                for i, row in zip(index, sequences.tolist()):
+                    token_ids[i] = self._strip(row)
+                    meter.generated += len(token_ids[i]) + (len(token_ids[i]) < limit)  # + end-of-text
+            if not force:
+                teacher_states = self._encode(self.models.teacher.model.encoder, prepared, index)
+                for row, i in enumerate(index):
+                    text_ids = [t for t in token_ids[i] if t < self.eot]  # the same judgement with or without timestamps
+                    if self.no_speech.is_no_speech(prepared.no_speech[i][0], teacher_states[row : row + 1],
+                                                   prompt, text_ids, self.eot, self.tokenizer.decode(text_ids)):
+                        token_ids[i] = []
         return token_ids
 
     def _generate_sequential(self, strategy, prepared: _Prepared, kwargs: dict):
@@ -389,6 +440,9 @@ class Arena:
             attention_mask=prepared.attention_mask,
             return_segments=True,
             condition_on_prev_tokens=False,
+            no_speech_threshold=NO_SPEECH_THRESHOLD,  # transformers applies Whisper's rule itself here
+            logprob_threshold=LOGPROB_THRESHOLD,
+            temperature=0.0,  # greedy, no fallback; the rule needs it set
             **{**kwargs, "return_timestamps": True},
         )
         segments = []

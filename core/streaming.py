@@ -40,8 +40,9 @@ from typing import Callable
 import numpy as np
 
 from core.audio import SAMPLE_RATE, to_mono_16k
-from core.engine import GATE_FRAME_S, SPEECH_GATE_DBFS, Options
+from core.engine import Options
 from core.errors import ArenaError, AudioTooLongError
+from core.gate import GATE_FRAME_S, SPEECH_GATE_DBFS
 from core.results import MODES
 
 # ---- energy gate ---------------------------------------------------------------------------------

@@ -10,10 +10,12 @@ import pytest
 
 from conftest import AUDIO, REPO, manifest
 from core.audio import SAMPLE_RATE, load_audio
-from core.engine import Options, has_speech, plan_chunks
+from core.engine import Options, plan_chunks
+from core.gate import has_speech
 from core.errors import ModelUnavailableError
 from core.metrics import wer
 from core.results import MODES
+from tests.media import noise_clips
 
 JFK = "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 CLIPS = manifest()
@@ -68,6 +70,35 @@ def test_silence_gives_empty_text_in_every_mode(arena):
     assert not has_speech(silence)
     for r in arena.transcribe(silence, Options(timestamps=True)):
         assert r.text == "", r.mode
+
+
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_noise_gives_empty_text_in_every_mode(arena, tmp_path, timestamps):
+    for name, path in noise_clips(tmp_path).items():
+        noise = load_audio(path)
+        assert has_speech(noise), name  # loud enough to pass the energy gate: the no-speech rule decides
+        for r in arena.transcribe(noise, Options(timestamps=timestamps)):
+            assert r.text == "", (name, r.mode, r.text)
+
+
+def test_short_phrase_at_the_end_of_a_quiet_window_is_kept(arena):
+    """The no-speech probability of this window is high (~0.5); the teacher's confidence keeps it."""
+    phrase = load_audio(AUDIO / "goforward.wav")
+    window = np.zeros(30 * SAMPLE_RATE, dtype=np.float32)
+    window[-len(phrase):] = phrase
+    for r in arena.transcribe(window, Options(modes=("teacher", "speculative"))):
+        assert "forward" in r.text.lower(), r.mode
+
+
+def test_encoder_runs_once_per_window_for_all_modes(arena):
+    calls = []
+    hook = arena.models.teacher.model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        results = arena.transcribe(load_audio(AUDIO / "jfk.wav"))
+    finally:
+        hook.remove()
+    assert len(calls) == 1
+    assert len({round(r.encoder_s, 6) for r in results}) == 1  # and each mode is charged for it
 
 
 def test_short_form_timestamps(arena):
