@@ -17,6 +17,7 @@ from core.errors import ModelUnavailableError  # noqa: E402
 from core.presets import PRESET_ENV, PRESETS  # noqa: E402
 
 DEFAULT_PORT = 7860
+MAX_UPLOAD = os.environ.get("ARENA_MAX_UPLOAD", "500mb")  # Gradio refuses bigger uploads before they reach us
 log = logging.getLogger("app")
 
 
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     demo = build_demo(arena.info if arena else None, load_error)
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     demo.launch(
-        server_port=args.port, theme=THEME, css=CSS, allowed_paths=[str(AUDIO_DIR)], prevent_thread_lock=True
+        server_port=args.port, theme=THEME, css=CSS, allowed_paths=[str(AUDIO_DIR)], max_file_size=MAX_UPLOAD,
+        prevent_thread_lock=True,
     )
     log.info("ready at %s after a %.1f s cold start", demo.local_url, time.perf_counter() - STARTED)
     demo.block_thread()

@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -35,6 +36,21 @@ def arena():
 
 
 @pytest.fixture(scope="session")
+def media(tmp_path_factory) -> Path:
+    """The catalogue of real media files in tests/media.py."""
+    from tests.media import build_media
+
+    return build_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(scope="session")
+def three_hours(tmp_path_factory) -> Path:
+    from tests.media import three_hour_flac
+
+    return three_hour_flac(tmp_path_factory.mktemp("long") / "three_hours.flac")
+
+
+@pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
@@ -51,9 +67,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class ServedApp:
+    url: str
+    pid: int
+
+
 @contextmanager
 def serve_app(args: list[str], log_path: Path, env: dict[str, str] | None = None):
-    """Run `python app.py --port N *args` from the repo root until the block ends; yields its URL."""
+    """Run `python app.py --port N *args` from the repo root until the block ends; yields a ServedApp."""
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     url = f"http://127.0.0.1:{port}/"
@@ -69,7 +91,7 @@ def serve_app(args: list[str], log_path: Path, env: dict[str, str] | None = None
                 if time.monotonic() > deadline:
                     pytest.fail(f"app.py did not answer within {APP_START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
                 time.sleep(1)
-            yield url
+            yield ServedApp(url, proc.pid)
         finally:
             proc.terminate()
             try:
@@ -87,19 +109,37 @@ def _answers(url: str) -> bool:
         return False
 
 
+# What the shared app is started with: its own temp folder (to check nothing is left behind there),
+# an upload cap and a decode timeout small enough for tests to reach them quickly.
+APP_MAX_UPLOAD_MB = 40
+APP_DECODE_TIMEOUT_S = 4
+
+
 @pytest.fixture(scope="session")
-def app_url(artifacts) -> str:
+def app_tmpdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("app-tmp")
+
+
+@pytest.fixture(scope="session")
+def served_app(artifacts, app_tmpdir) -> ServedApp:
     """One app server (local preset) for the whole session, shared by the API and browser tests."""
-    with serve_app([], artifacts / "app.log") as url:
-        yield url
+    env = {"TMPDIR": str(app_tmpdir), "ARENA_MAX_UPLOAD": f"{APP_MAX_UPLOAD_MB}mb",
+           "ARENA_DECODE_TIMEOUT_S": str(APP_DECODE_TIMEOUT_S)}
+    with serve_app([], artifacts / "app.log", env) as app:
+        yield app
+
+
+@pytest.fixture(scope="session")
+def app_url(served_app) -> str:
+    return served_app.url
 
 
 @pytest.fixture()
 def unloadable_app_url(artifacts, tmp_path) -> str:
     """The app started where the offline models are not set up (an empty models folder)."""
     env = {"ARENA_MODELS_DIR": str(tmp_path)}
-    with serve_app(["--preset", "local"], artifacts / "app_unloadable.log", env) as url:
-        yield url
+    with serve_app(["--preset", "local"], artifacts / "app_unloadable.log", env) as app:
+        yield app.url
 
 
 @pytest.fixture(scope="session")

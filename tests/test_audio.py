@@ -4,7 +4,6 @@ timeout, and the in-memory (microphone) conversion path."""
 
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import time
@@ -23,8 +22,7 @@ from core.errors import (
     NoAudioStreamError, NotAudioError,
 )
 
-ASSETS = Path(__file__).parents[1] / "assets" / "audio"
-JFK = ASSETS / "jfk.wav"
+from tests.media import GOOD, JFK, VIDEO
 JFK_SECONDS = 11.0
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg binary not installed")
@@ -33,11 +31,6 @@ pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg b
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
-
-
-def ff(*args):
-    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)],
-                   check=True, timeout=60)
 
 
 def read_wav(path):
@@ -82,72 +75,6 @@ def assert_plain_message(err):
 # --------------------------------------------------------------------------------------
 # media fixtures (built once per session, ~3 s)
 # --------------------------------------------------------------------------------------
-
-GOOD = {  # name -> (ffmpeg args after "-i jfk.wav" or a full arg list, min correlation)
-    "jfk.flac": (["-c:a", "flac"], 0.999),
-    "jfk.mp3": (["-c:a", "libmp3lame", "-b:a", "64k"], 0.98),
-    "jfk.ogg": (["-c:a", "libvorbis", "-q:a", "4"], 0.98),
-    "jfk.opus": (["-c:a", "libopus", "-b:a", "48k"], 0.98),
-    "jfk.m4a": (["-c:a", "aac", "-b:a", "96k"], 0.98),
-    "jfk.webm": (["-c:a", "libopus", "-b:a", "48k", "-f", "webm"], 0.98),
-    "jfk_6ch_48k.wav": (["-af", "pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0", "-ar", "48000"], 0.999),
-    "jfk_8k.wav": (["-ar", "8000"], 0.99),
-    "jfk_96k_float.wav": (["-ar", "96000", "-c:a", "pcm_f32le"], 0.999),
-}
-VIDEO = {  # audio track of a video: mp4 (h264 + aac), mkv (mpeg4 + flac)
-    "jfk_video.mp4": (["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k"], 0.98),
-    "jfk_video.mkv": (["-c:v", "mpeg4", "-c:a", "flac"], 0.999),
-}
-
-
-@pytest.fixture(scope="session")
-def media(tmp_path_factory):
-    d = tmp_path_factory.mktemp("media")
-    for name, (args, _) in GOOD.items():
-        ff("-i", JFK, *args, d / name)
-    for name, (args, _) in VIDEO.items():
-        ff("-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-i", JFK,
-           "-map", "0:v", "-map", "1:a", "-shortest", *args, d / name)
-    ff("-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-t", "2", "-c:v", "libx264",
-       "-preset", "ultrafast", "-pix_fmt", "yuv420p", d / "silent_video.mp4")
-    ff("-f", "lavfi", "-i", "color=c=red:s=16x16", "-frames:v", "1", d / "image.png")
-    # webm written to a pipe: the muxer cannot seek back, so there is no duration at all
-    with open(d / "no_duration.webm", "wb") as f:
-        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(JFK), "-c:a", "libopus",
-                        "-f", "webm", "pipe:1"], stdout=f, check=True, timeout=60)
-    ff("-i", JFK, "-ar", "48000", d / "jfk_48k.wav")
-    ff("-i", JFK, "-ar", "8000", d / "jfk_8k_s16.wav")
-    ff("-i", JFK, "-ac", "2", "-ar", "44100", d / "jfk_44k1_stereo.wav")
-
-    mp3 = (d / "jfk.mp3").read_bytes()
-    (d / "truncated.mp3").write_bytes(mp3[: len(mp3) // 2])
-    (d / "text.wav").write_text("Dear diary, this is not a sound file.\n" * 20)
-    (d / "empty.wav").write_bytes(b"")
-
-    wav = JFK.read_bytes()
-    data = wav.find(b"data")
-    assert wav[:4] == b"RIFF" and data > 0
-    for name, riff, size in [("lying_big.wav", 0x7FFFFFF0, 0x7FFFFF00),
-                             ("lying_ffff.wav", 0xFFFFFFFF, 0xFFFFFFFF),
-                             ("lying_zero.wav", 0, 0),
-                             ("lying_short.wav", None, 2 * SAMPLE_RATE)]:  # claims 1 s of 11 s
-        b = bytearray(wav)
-        if riff is not None:
-            b[4:8] = struct.pack("<I", riff)
-        b[data + 4 : data + 8] = struct.pack("<I", size)
-        (d / name).write_bytes(bytes(b))
-    return d
-
-
-@pytest.fixture(scope="session")
-def three_hours(tmp_path_factory):
-    """3 h of silence as FLAC: ~2 MB and under a second to make (opus took ~55 s)."""
-    p = tmp_path_factory.mktemp("long") / "three_hours.flac"
-    t = time.monotonic()
-    ff("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono:nb_samples=8000", "-t", "10800", "-c:a", "flac", p)
-    assert time.monotonic() - t < 15
-    return p
-
 
 # --------------------------------------------------------------------------------------
 # files that decode

@@ -114,6 +114,25 @@ def test_upload_fills_three_columns_and_the_charts(browser, app_url, artifacts):
     page.close()
 
 
+def test_bad_upload_and_silence_get_clear_messages_in_the_page(browser, app_url, artifacts, media):
+    page = open_page(browser, app_url)
+    open_tab(page, "Upload")
+    page.locator("#upload-file input[type=file]").set_input_files(media / "text.wav")
+    page.click("#transcribe-upload")
+    expect(toast(page, "could not be read as audio")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    screenshot_toast(page, artifacts / "upload_not_audio.png")
+
+    page.reload()  # the same app serves the next request
+    expect(page.locator("#transcribe-mic")).to_be_visible()
+    open_tab(page, "Upload")
+    page.locator("#upload-file input[type=file]").set_input_files(AUDIO / "silence_5s.wav")
+    page.click("#transcribe-upload")
+    wait_for_run(page, "no speech found")
+    assert all(not transcript(page, mode) for mode in MODES)
+    page.screenshot(path=artifacts / "upload_silence.png")
+    page.close()
+
+
 def fake_microphone_browser(playwright, tmp_path: Path):
     """Chromium whose microphone plays jfk.wav (48 kHz, with 1 s of silence before it loops)."""
     speech = tmp_path / "jfk_48k_padded.wav"

@@ -87,9 +87,15 @@ def youtube_embed(embed_url: str) -> str:
 # ---- one run ----------------------------------------------------------------------------------
 
 
+NO_SPEECH_NOTE = "**no speech found** (silence, noise or too short a clip): nothing to transcribe"
+
+
 def run_status(run: Run) -> str:
     done = f"{len(run.results)}/{len(run.modes)} modes done"
-    return f"**{run.clip}** · {run.audio_s:.1f} s of audio · preset {run.info.preset} on {run.info.device} · {done}"
+    status = f"**{run.clip}** · {run.audio_s:.1f} s of audio · preset {run.info.preset} on {run.info.device} · {done}"
+    if run.finished and not any(result.text for result in run.results.values()):
+        status += f" · {NO_SPEECH_NOTE}"
+    return status
 
 
 def metrics_markdown(run: Run, mode: str) -> str:
