@@ -170,7 +170,7 @@ class Arena:
         }
         if speculative == "lean" and models.shared_encoder:
             drafter = SpeculativeDecoder(models.teacher, models.student, models.teacher.generation_config,
-                                         models.preset.draft_tokens)
+                                         models.preset.draft_tokens, draft_vocabulary=models.draft_vocabulary)
             self.strategies["speculative"] = Strategy("speculative", models.teacher, drafter=drafter, max_batch=1,
                                                       timestamps=False)
         self.speculative = "lean" if self.strategies["speculative"].drafter else "transformers"

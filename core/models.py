@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -15,6 +16,7 @@ from core.distill.create import encoder_matches
 from core.errors import ModelUnavailableError
 from core.presets import Preset
 from core.results import ModelInfo
+from core.speculative import load_draft_vocabulary
 
 HUB_HOST = ("huggingface.co", 443)
 HUB_PROBE_TIMEOUT_S = 3.0
@@ -33,6 +35,7 @@ class LoadedModels:
     dtype: torch.dtype
     attention: str
     shared_encoder: bool
+    draft_vocabulary: list[int] | None = None  # tokens the student drafts from (speculative.py)
 
     def info(self) -> ModelInfo:
         def millions(module) -> float:
@@ -139,4 +142,5 @@ def load_models(preset: Preset) -> LoadedModels:
     else:
         assistant = _load_seq2seq(student_path, dtype, attention, device)  # own instance: generate() marks it
     log.info("loaded %s: teacher %s, student %s, shared encoder %s", preset.name, teacher_path, student_path, shared)
-    return LoadedModels(preset, teacher, student, assistant, processor, device, dtype, attention, shared)
+    return LoadedModels(preset, teacher, student, assistant, processor, device, dtype, attention, shared,
+                        load_draft_vocabulary(student_path) if Path(student_path).is_dir() else None)

@@ -203,3 +203,24 @@ def test_perfect_draft_model_is_always_accepted(arena):
     assert spec.identical_to_teacher is True
     assert spec.acceptance_rate > 0.9
     assert spec.accepted_tokens >= spec.tokens - 8  # a few teacher calls still add their own token
+
+
+def test_draft_vocabulary_never_changes_the_output(arena):
+    """The local student drafts from its shortlist; even a 500-token draft vocabulary (most drafts
+    rejected) must leave the teacher's tokens unchanged."""
+    from dataclasses import replace
+
+    from core.speculative import SpeculativeDecoder
+
+    models = arena.models
+    assert models.draft_vocabulary and len(models.draft_vocabulary) < models.teacher.config.vocab_size
+    tiny = SpeculativeDecoder(models.teacher, models.student, models.teacher.generation_config,
+                              models.preset.draft_tokens, draft_vocabulary=range(500))
+    saved = arena.strategies["speculative"]
+    arena.strategies["speculative"] = replace(saved, drafter=tiny)
+    try:
+        results = {r.mode: r for r in arena.transcribe(load_audio(AUDIO / "jfk.wav"), Options(modes=("teacher", "speculative")))}
+    finally:
+        arena.strategies["speculative"] = saved
+    assert results["speculative"].identical_to_teacher is True
+    assert results["speculative"].acceptance_rate < 0.9  # the words of this clip are mostly outside the list

@@ -114,8 +114,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--repeat", type=int, default=2, help="runs per clip; the fastest counts")
         sub.add_argument("--draft-tokens", type=int, default=3)
         sub.add_argument("--chunk-length-s", type=float, default=20.0)
-        sub.add_argument("--shortlist", choices=("none", "assistant", "all"), default="none",
-                         help="vocabulary shortlist (RUN/student/shortlist.json) for the draft model, or all modes")
+        sub.add_argument("--shortlist", choices=("none", "assistant", "all"), default="assistant",
+                         help="vocabulary shortlist (RUN/student/shortlist.json): for the draft model, as the app "
+                              "(default), nowhere, or in student mode too")
 
     add("data", "make synthetic speech windows", data_args)
     add("label", "teacher pseudo-labels, WER filter, encoder and top-k cache", label_args)
@@ -195,7 +196,7 @@ def _eval(args, run, report):
     result = evaluate(student, args.teacher, manifests, args.repeat, args.draft_tokens, args.chunk_length_s, report,
                       shortlist=args.shortlist)
     if run:
-        name = "eval.json" if args.shortlist == "none" else f"eval_shortlist_{args.shortlist}.json"
+        name = "eval.json" if args.shortlist == "assistant" else f"eval_shortlist_{args.shortlist}.json"
         (run / name).write_text(json.dumps(result, indent=1))
     report("eval:\n" + format_summary(result["summary"]))
 

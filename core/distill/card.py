@@ -129,8 +129,8 @@ def write_model_card(run: Path, path: Path) -> Path:
         other = _read(variant).get("summary", {})
         lines += [
             "",
-            f"With the vocabulary shortlist (`shortlist.json`) applied to {other.get('shortlist')} "
-            f"(`eval --shortlist {other.get('shortlist')}`; needs the app-side integration to be what the app shows): "
+            f"With `eval --shortlist {other.get('shortlist')}` (the app drafts from `shortlist.json`; `none`: the "
+            f"whole vocabulary, `all`: student mode restricted too): "
             f"WER student {other['wer_student']:.1%}, speculative {other['wer_speculative']:.1%}; speed vs teacher "
             f"student {other['student_speedup']:.2f}x, speculative {other['speculative_speedup']:.2f}x; acceptance "
             f"{other['acceptance_rate']}; identical {other['speculative_identical']}.",

@@ -39,12 +39,12 @@ def read_clips(manifests: list[Path]) -> list[dict]:
 
 
 def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chunk_length_s: float = 20.0,
-               warmup: bool = True, shortlist: str = "none"):
+               warmup: bool = True, shortlist: str = "assistant"):
     """An Arena whose preset points at two model folders (absolute paths survive MODELS_DIR / name).
 
-    shortlist: "none" (the app as it is), "assistant" (draft model only: output unchanged) or "all"
-    (student mode too), using the student folder's shortlist.json (see shortlist.py)."""
-    from core.distill.shortlist import apply_shortlist, load_shortlist
+    shortlist: "assistant" (the app as it is: the draft model uses the student folder's shortlist.json
+    when there is one; output unchanged), "none" (whole vocabulary) or "all" (student mode too)."""
+    from core.distill.shortlist import apply_shortlist
     from core.engine import Arena
     from core.models import load_models
     from core.presets import Preset
@@ -52,11 +52,13 @@ def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chun
     preset = Preset("distill-eval", str(Path(teacher_dir).resolve()), str(Path(student_dir).resolve()), local=True,
                     draft_tokens=draft_tokens, chunk_length_s=chunk_length_s)
     models = load_models(preset)
-    ids = load_shortlist(student_dir) if shortlist != "none" else None
-    if shortlist != "none" and ids is None:
+    ids = models.draft_vocabulary
+    if shortlist == "all" and ids is None:
         raise FileNotFoundError(f"no shortlist.json in {student_dir}")
-    if ids is not None:
-        apply_shortlist(models.assistant, ids)
+    if shortlist == "none":
+        models.draft_vocabulary = None
+    elif ids is not None:
+        apply_shortlist(models.assistant, ids)  # transformers' assisted generation
         if shortlist == "all":
             apply_shortlist(models.student, ids)
     arena = Arena(models)
@@ -67,7 +69,7 @@ def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chun
 
 def evaluate(student_dir: Path, teacher_dir: Path, manifests: list[Path], repeat: int = 1, draft_tokens: int = 3,
              chunk_length_s: float = 20.0, progress: Callable[[str], None] = print, warmup: bool = True,
-             shortlist: str = "none") -> dict:
+             shortlist: str = "assistant") -> dict:
     from core.audio import load_audio
     from core.engine import Options
     from core.results import MODES

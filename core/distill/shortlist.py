@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-SHORTLIST_FILE = "shortlist.json"
+from core.speculative import DRAFT_VOCABULARY_FILE as SHORTLIST_FILE
 BPE_TOP, CORPUS_TOP = 16384, 4096
 
 
@@ -45,11 +45,6 @@ def apply_shortlist(model, ids) -> None:
         return
     ids = torch.as_tensor(ids, dtype=torch.long, device=model.proj_out.weight.device)
     model.proj_out = ShortlistProjection(model.proj_out.weight, ids)
-
-
-def load_shortlist(folder: Path) -> list[int] | None:
-    path = Path(folder) / SHORTLIST_FILE
-    return json.loads(path.read_text())["ids"] if path.is_file() else None
 
 
 def build_shortlist(run: Path, tokenizer, bpe_top: int = BPE_TOP, corpus_top: int = CORPUS_TOP) -> dict:
