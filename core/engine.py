@@ -2,9 +2,11 @@
 
 Every mode decodes greedily (num_beams=1) from the same log-mel features. Audio up to 30 s is one
 window; longer audio is cut into overlapping chunks (merged the way transformers' pipeline does) or
-decoded with OpenAI's sequential algorithm. The encoder runs once per window and request: the modes
-share its output (the student's encoder is the teacher's), and each mode is charged its time, so a
-mode's latency is what it costs alone. Silence and noise give no text (core/gate.py).
+decoded with OpenAI's sequential algorithm. Without timestamps the encoder runs once per window and
+request: the modes share its output (the student's encoder is the teacher's), and each mode is charged
+its time, so a mode's latency is what it costs alone. Silence and noise give no text (core/gate.py);
+the sequential algorithm applies Whisper's no-speech rule inside transformers instead, with each
+mode's own decoder as the judge.
 """
 
 from __future__ import annotations
@@ -302,13 +304,15 @@ class Arena:
         timestamps = options.timestamps and strategy.timestamps
         kwargs = self._generate_kwargs(strategy, options, timestamps)
         windows = [i for i, speech in enumerate(prepared.speech) if speech or force]
-        # transformers re-encodes shifted audio when a window ends mid-segment with timestamps, so that
-        # path takes features, not encoder outputs; the gate still needs the (shared) teacher encoding
-        from_features = timestamps and strategy.drafter is None
+        # generate() takes features, not encoder outputs, where it must run an encoder itself: with timestamps
+        # it re-encodes shifted audio when a window ends mid-segment, and assisted generation with a draft
+        # model that has its own encoder runs that encoder. The gate still uses the shared teacher encoding.
+        from_features = strategy.drafter is None and (
+            timestamps or (strategy.assistant is not None and not self.models.shared_encoder))
         shared_s = (0.0, 0.0)
         if prepared.algorithm != "sequential":
             with torch.inference_mode():
-                shared_s = self._analyse(strategy, prepared, windows, options.batch_size)
+                shared_s = self._analyse(strategy, prepared, windows, options.batch_size, from_features)
         meter = _Meter(
             strategy.model.model.encoder,
             strategy.model.model.decoder,
@@ -321,11 +325,14 @@ class Arena:
                 if prepared.algorithm == "sequential":
                     token_ids, segments = self._generate_sequential(strategy, prepared, kwargs)
                 else:
-                    token_ids = self._generate_windows(strategy, prepared, windows, kwargs, options, meter, force,
+                    token_ids = self._generate_windows(strategy, prepared, windows, kwargs, options, meter,
                                                        from_features)
                     segments = None
         finally:
             meter.close()
+        if prepared.algorithm != "sequential" and not force:
+            with torch.inference_mode():
+                self._drop_no_speech(prepared, windows, token_ids, self._prompt(options))
         decode_wall = self._now() - started
 
         if prepared.algorithm == "sequential":
@@ -334,7 +341,7 @@ class Arena:
         else:
             text, segments = self._merge(prepared, token_ids, timestamps)
         # each mode is charged the shared encoder and gate work it used, as if it had run alone
-        encoder_s = meter.encoder_s + (0.0 if from_features else shared_s[0])
+        encoder_s = meter.encoder_s + shared_s[0]
         latency_s = prepared.features_s + decode_wall + sum(shared_s)
         result = ModeResult(
             mode=strategy.mode,
@@ -369,21 +376,28 @@ class Arena:
             torch.cuda.synchronize()
         return time.perf_counter()
 
-    def _analyse(self, strategy: Strategy, prepared: _Prepared, windows: list[int], batch: int) -> tuple[float, float]:
+    def _analyse(self, strategy: Strategy, prepared: _Prepared, windows: list[int], batch: int,
+                 from_features: bool) -> tuple[float, float]:
         """Encoder output and no-speech probability of each window, computed once per request and shared
-        by the modes; returns the (encoder, gate) seconds this mode is charged for them."""
-        encoder, teacher_encoder = strategy.model.model.encoder, self.models.teacher.model.encoder
+        by the modes; returns the (encoder, gate) seconds this mode is charged for them.
+
+        The cache holds every window of the request (for a 60 min clip with large-v3 in fp16 ~1.4 GB of
+        GPU memory): the price of never running the same encoder twice on the same audio."""
+        encoders = [self.models.teacher.model.encoder]  # the gate's judge
+        if not from_features and strategy.model.model.encoder is not encoders[0]:
+            encoders.append(strategy.model.model.encoder)
         for start in range(0, len(windows), batch):
             index = windows[start : start + batch]
-            self._encode(encoder, prepared, index)
+            for encoder in encoders:
+                self._encode(encoder, prepared, index)
             missing = [i for i in index if i not in prepared.no_speech]
             if missing:
-                states = self._encode(teacher_encoder, prepared, missing)
+                states = self._encode(encoders[0], prepared, missing)
                 started = self._now()
                 probs = self.no_speech.no_speech_prob(states)
                 each = (self._now() - started) / len(missing)
                 prepared.no_speech.update({i: (p, each) for i, p in zip(missing, probs)})
-        encoder_s = sum(prepared.encoded[(id(encoder), i)][1] for i in windows)
+        encoder_s = sum(prepared.encoded[(id(encoder), i)][1] for encoder in encoders for i in windows)
         return encoder_s, sum(prepared.no_speech[i][1] for i in windows)
 
     def _encode(self, encoder, prepared: _Prepared, index: list[int]) -> torch.Tensor:
@@ -396,9 +410,8 @@ class Arena:
         return torch.cat([prepared.encoded[(id(encoder), i)][0] for i in index])
 
     def _generate_windows(self, strategy, prepared: _Prepared, windows: list[int], kwargs: dict, options: Options,
-                          meter: _Meter, force: bool, from_features: bool):
-        """Decode the given windows from their shared encoder output, in batches; the others give no tokens.
-        Whisper's no-speech rule then empties windows that hold only noise."""
+                          meter: _Meter, from_features: bool):
+        """Decode the given windows from their shared encoder output, in batches; the others give no tokens."""
         batch = min(options.batch_size, strategy.max_batch or options.batch_size)
         prompt = self._prompt(options)
         token_ids: list[list[int]] = [[] for _ in prepared.windows]
@@ -411,25 +424,31 @@ class Arena:
                 token_ids[i], stats = strategy.drafter.decode(prompt, states, limit)
                 meter.drafted += stats.drafted
                 meter.accepted += stats.accepted
+                continue
+            if from_features:
+                inputs = {"input_features": prepared.features[index]}
             else:
-                if from_features:
-                    inputs = {"input_features": prepared.features[index]}
-                else:
-                    states = self._encode(strategy.model.model.encoder, prepared, index)
-                    inputs = {"encoder_outputs": BaseModelOutput(last_hidden_state=states)}
-                out = strategy.model.generate(**inputs, max_new_tokens=limit, **kwargs)
-                sequences = out["sequences"] if isinstance(out, dict) else out
-                for i, row in zip(index, sequences.tolist()):
-                    token_ids[i] = self._strip(row)
-                    meter.generated += len(token_ids[i]) + (len(token_ids[i]) < limit)  # + end-of-text
-            if not force:
-                teacher_states = self._encode(self.models.teacher.model.encoder, prepared, index)
-                for row, i in enumerate(index):
-                    text_ids = [t for t in token_ids[i] if t < self.eot]  # the same judgement with or without timestamps
-                    if self.no_speech.is_no_speech(prepared.no_speech[i][0], teacher_states[row : row + 1],
-                                                   prompt, text_ids, self.eot, self.tokenizer.decode(text_ids)):
-                        token_ids[i] = []
+                states = self._encode(strategy.model.model.encoder, prepared, index)
+                inputs = {"encoder_outputs": BaseModelOutput(last_hidden_state=states)}
+            out = strategy.model.generate(**inputs, max_new_tokens=limit, **kwargs)
+            sequences = out["sequences"] if isinstance(out, dict) else out
+            for i, row in zip(index, sequences.tolist()):
+                token_ids[i] = self._strip(row)
+                meter.generated += len(token_ids[i]) + (len(token_ids[i]) < limit)  # + end-of-text
         return token_ids
+
+    def _drop_no_speech(self, prepared: _Prepared, windows: list[int], token_ids: list[list[int]],
+                        prompt: list[int]) -> None:
+        """Whisper's no-speech rule, judged by the teacher: empty the windows that hold only noise."""
+        teacher_encoder = self.models.teacher.model.encoder
+        for i in windows:
+            if not token_ids[i]:
+                continue
+            text_ids = [t for t in token_ids[i] if t < self.eot]  # the same judgement with or without timestamps
+            states = self._encode(teacher_encoder, prepared, [i])
+            if self.no_speech.is_no_speech(prepared.no_speech[i][0], states, prompt, text_ids, self.eot,
+                                           self.tokenizer.decode(text_ids)):
+                token_ids[i] = []
 
     def _generate_sequential(self, strategy, prepared: _Prepared, kwargs: dict):
         """OpenAI's algorithm: slide a 30 s window, jumping to the last predicted timestamp."""

@@ -1,4 +1,4 @@
-"""Is there speech in this window? Whisper invents text for silence and noise, so nothing else may answer.
+"""Is there speech in this window? Whisper invents text for silence and noise, so this decides first.
 
 Two checks, cheapest first. The energy gate drops digital silence and near-silence before any model
 runs. Sounds above it (hiss, hum, clicks, music) go through Whisper's own rule, as in
@@ -7,7 +7,8 @@ openai/whisper's transcribe.py: a window is no speech when the teacher's probabi
 text is unlikely under the teacher (average log-probability below LOGPROB_THRESHOLD) or a loop
 (gzip compression ratio above COMPRESSION_RATIO_THRESHOLD: Whisper's sign of a decoder repeating itself,
 which it answers by resampling; we decode greedily, so a loop on a no-speech window is dropped). The
-second condition keeps a short phrase at the edge of a long quiet window, which the first alone can drop.
+second condition keeps speech the teacher is sure of even when P(no speech) is high: a 3 s phrase at
+the end of 30 s of silence came to 0.46 here.
 Both signals come from the teacher, so every mode shares one notion of speech and speculative
 decoding stays identical to the teacher.
 """

@@ -82,12 +82,37 @@ def test_noise_gives_empty_text_in_every_mode(arena, tmp_path, timestamps):
 
 
 def test_short_phrase_at_the_end_of_a_quiet_window_is_kept(arena):
-    """The no-speech probability of this window is high (~0.5); the teacher's confidence keeps it."""
+    """The hardest speech window measured for the gate: P(no speech) ~0.46, close to the 0.6 threshold."""
     phrase = load_audio(AUDIO / "goforward.wav")
     window = np.zeros(30 * SAMPLE_RATE, dtype=np.float32)
     window[-len(phrase):] = phrase
     for r in arena.transcribe(window, Options(modes=("teacher", "speculative"))):
         assert "forward" in r.text.lower(), r.mode
+
+
+def test_no_speech_rule_keeps_a_confident_transcript_and_drops_a_hallucination(arena, tmp_path):
+    """Both branches of Whisper's rule on real weights: with P(no speech) forced high, the teacher's own
+    transcript of jfk is kept (confident); its hallucination on white noise is dropped (unlikely)."""
+    import torch
+
+    prompt, eot = arena._prompt(Options()), arena.eot
+
+    def states(audio):
+        with torch.inference_mode():
+            return arena.models.teacher.model.encoder(arena._features([audio])).last_hidden_state
+
+    jfk = load_audio(AUDIO / "jfk.wav")
+    (teacher,) = arena.transcribe(jfk, Options(modes=("teacher",)))
+    tokens = teacher.token_ids[0]
+    assert not arena.no_speech.is_no_speech(0.9, states(jfk), prompt, tokens, eot, teacher.text)
+
+    noise = load_audio(noise_clips(tmp_path)["white_noise"])
+    noise_states = states(noise)
+    (probability,) = arena.no_speech.no_speech_prob(noise_states)
+    hallucination = "I'm going to put the oil on the pan."
+    ids = arena.tokenizer.encode(" " + hallucination, add_special_tokens=False)
+    assert probability > 0.6
+    assert arena.no_speech.is_no_speech(probability, noise_states, prompt, ids, eot, hallucination)
 
 
 def test_encoder_runs_once_per_window_for_all_modes(arena):

@@ -17,7 +17,7 @@ from gradio_client.exceptions import AppError
 
 from core.results import MODES
 from tests.conftest import APP_MAX_UPLOAD_MB, serve_app
-from tests.media import ASSETS, decompression_bomb, ff, noise_clips, write_wav
+from tests.media import ASSETS, decompression_bomb, ff, noise_clips
 
 GOFORWARD = ASSETS / "goforward.wav"
 PHONE = ASSETS / "asterisk_demo-echotest_8k.wav"
@@ -62,7 +62,7 @@ REFUSED_FILES = [
     ("text.wav", "could not be read as audio or video"),
     ("image.png", "Invalid file type|image, not audio"),  # Gradio's own check on file types comes first
     ("silent_video.mp4", "no audio track"),
-    ("three_hours.flac", "3 h long, but the limit is 10 min"),
+    ("three_hours.flac", "3 h long, but the limit is"),  # 10 min on a CPU, 60 on a GPU
     ("bomb.flac", "took too long .* and was stopped"),
 ]
 
@@ -199,7 +199,11 @@ def test_thirty_mixed_requests_leave_no_files_or_descriptors(client, served_app,
         lambda: client.predict("file:///etc/passwd", api_name="/transcribe_youtube"),
         lambda: transcribe(client, GOFORWARD, modes=["student", "speculative"]),
     ]
-    requests[0]()  # warm-up: lazily opened files and sockets are not leaks
+    for request in requests:  # warm-up: lazily opened files and sockets are not leaks
+        try:
+            request()
+        except AppError:
+            pass
     fds_before, entries_before = _open_fds(served_app.pid), _temp_entries(app_tmpdir)
     assert not [name for name in entries_before if name.startswith("arena-")]
     outcomes = {"ok": 0, "refused": 0}
@@ -211,7 +215,7 @@ def test_thirty_mixed_requests_leave_no_files_or_descriptors(client, served_app,
             outcomes["refused"] += 1
     assert outcomes == {"ok": 10, "refused": 20}
     assert _temp_entries(app_tmpdir) == entries_before  # e.g. torch's inductor cache, made at start-up
-    assert _open_fds(served_app.pid) <= fds_before + 2  # slack: an HTTP keep-alive socket or two
+    assert _open_fds(served_app.pid) <= fds_before + 4  # slack: HTTP keep-alive sockets (a leak grows by 30)
 
 
 # ---- load: 10 clients x 5 requests --------------------------------------------------------------
@@ -278,8 +282,9 @@ def test_ten_clients_five_requests_each(served_app, artifacts):
 # ---- the models cannot be loaded: the page says what is wrong and how to fix it -----------------
 
 
-def test_hub_preset_offline_serves_a_page_that_explains(artifacts):
-    with serve_app(["--preset", "large-v3"], artifacts / "app_hub_offline.log") as app:
+def test_hub_preset_offline_serves_a_page_that_explains(artifacts, tmp_path):
+    empty_cache = {"HF_HOME": str(tmp_path / "hf")}  # a large-v3 cached by someone else must not count
+    with serve_app(["--preset", "large-v3"], artifacts / "app_hub_offline.log", empty_cache) as app:
         with urllib.request.urlopen(app.url + "config", timeout=10) as response:
             config = json.load(response)
         header = next(c["props"]["value"] for c in config["components"] if c["props"].get("elem_id") == "header")

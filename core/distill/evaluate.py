@@ -43,7 +43,8 @@ def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chun
     """An Arena whose preset points at two model folders (absolute paths survive MODELS_DIR / name).
 
     shortlist: "assistant" (the app as it is: the draft model uses the student folder's shortlist.json
-    when there is one; output unchanged), "none" (whole vocabulary) or "all" (student mode too)."""
+    when there is one; output unchanged; transformers' assisted generation gets it too), "none" (whole
+    vocabulary) or "all" (student mode restricted too)."""
     from core.distill.shortlist import apply_shortlist
     from core.engine import Arena
     from core.models import load_models
@@ -57,11 +58,11 @@ def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chun
         raise FileNotFoundError(f"no shortlist.json in {student_dir}")
     if shortlist == "none":
         models.draft_vocabulary = None
-    elif ids is not None:
-        apply_shortlist(models.assistant, ids)  # transformers' assisted generation
+    arena = Arena(models)  # the lean drafter takes the draft vocabulary from `models`
+    if shortlist != "none" and ids is not None:
+        apply_shortlist(models.assistant, ids)  # transformers' assisted generation (not what the app runs)
         if shortlist == "all":
             apply_shortlist(models.student, ids)
-    arena = Arena(models)
     if warmup:
         arena.warmup()
     return arena
