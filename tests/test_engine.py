@@ -249,3 +249,21 @@ def test_draft_vocabulary_never_changes_the_output(arena):
         arena.strategies["speculative"] = saved
     assert results["speculative"].identical_to_teacher is True
     assert results["speculative"].acceptance_rate < 0.9  # the words of this clip are mostly outside the list
+
+
+def test_bf16_encoder_reads_and_returns_fp32(arena):
+    """The CPU bf16 encoder (used where bf16 is native) is a drop-in: fp32 in, fp32 out, ~1% apart."""
+    import torch
+    from transformers import WhisperForConditionalGeneration
+
+    from core.models import run_encoder_in_bf16
+    from core.weights import MODELS_DIR, TEACHER_BASE
+
+    encoder = WhisperForConditionalGeneration.from_pretrained(MODELS_DIR / TEACHER_BASE, dtype=torch.float32).model.encoder
+    features = arena._features([load_audio(AUDIO / "jfk.wav")]).float()
+    with torch.inference_mode():
+        reference = encoder(features).last_hidden_state
+        run_encoder_in_bf16(encoder)
+        fast = encoder(input_features=features).last_hidden_state
+    assert encoder.conv1.weight.dtype == torch.bfloat16 and fast.dtype == torch.float32
+    assert float((fast - reference).norm() / reference.norm()) < 0.05
