@@ -30,7 +30,8 @@ def create_student(teacher, num_decoder_layers: int = DEFAULT_DECODER_LAYERS):
     layers = pick_decoder_layers(teacher.config.decoder_layers, num_decoder_layers)
     config = copy.deepcopy(teacher.config)
     config.decoder_layers = len(layers)
-    student = WhisperForConditionalGeneration(config).to(teacher.dtype)
+    # the decoder's dtype: a teacher may run its encoder in bf16 on a CPU (core.models)
+    student = WhisperForConditionalGeneration(config).to(teacher.model.decoder.embed_tokens.weight.dtype)
 
     teacher_state = teacher.state_dict()
     student_state = {}
