@@ -2,9 +2,10 @@
 
 Every mode decodes greedily (num_beams=1) from the same log-mel features. Audio up to 30 s is one
 window; longer audio is cut into overlapping chunks (merged the way transformers' pipeline does) or
-decoded with OpenAI's sequential algorithm. Without timestamps the encoder runs once per window and
-request: the modes share its output (the student's encoder is the teacher's), and each mode is charged
-its time, so a mode's latency is what it costs alone. Silence and noise give no text (core/gate.py);
+decoded with OpenAI's sequential algorithm. The modes share each window's encoder output (the
+student's encoder is the teacher's), and each mode is charged its time, so a mode's latency is what it
+costs alone. With timestamps, transformers must encode inside generate() (it re-encodes when a window
+ends mid-segment), so each such mode runs its own pass; the first is shared with the others. Silence and noise give no text (core/gate.py);
 the sequential algorithm applies Whisper's no-speech rule inside transformers instead, with each
 mode's own decoder as the judge.
 """
@@ -306,13 +307,14 @@ class Arena:
         windows = [i for i, speech in enumerate(prepared.speech) if speech or force]
         # generate() takes features, not encoder outputs, where it must run an encoder itself: with timestamps
         # it re-encodes shifted audio when a window ends mid-segment, and assisted generation with a draft
-        # model that has its own encoder runs that encoder. The gate still uses the shared teacher encoding.
+        # model that has its own encoder runs that encoder. Its first encoder pass is then kept for the gate
+        # and the modes after it (_generate_windows).
         from_features = strategy.drafter is None and (
             timestamps or (strategy.assistant is not None and not self.models.shared_encoder))
         shared_s = (0.0, 0.0)
-        if prepared.algorithm != "sequential":
+        if prepared.algorithm != "sequential" and not from_features:
             with torch.inference_mode():
-                shared_s = self._analyse(strategy, prepared, windows, options.batch_size, from_features)
+                shared_s = self._analyse(strategy, prepared, windows, options.batch_size)
         meter = _Meter(
             strategy.model.model.encoder,
             strategy.model.model.decoder,
@@ -376,29 +378,31 @@ class Arena:
             torch.cuda.synchronize()
         return time.perf_counter()
 
-    def _analyse(self, strategy: Strategy, prepared: _Prepared, windows: list[int], batch: int,
-                 from_features: bool) -> tuple[float, float]:
+    def _analyse(self, strategy: Strategy, prepared: _Prepared, windows: list[int], batch: int) -> tuple[float, float]:
         """Encoder output and no-speech probability of each window, computed once per request and shared
         by the modes; returns the (encoder, gate) seconds this mode is charged for them.
 
         The cache holds every window of the request (for a 60 min clip with large-v3 in fp16 ~1.4 GB of
         GPU memory): the price of never running the same encoder twice on the same audio."""
         encoders = [self.models.teacher.model.encoder]  # the gate's judge
-        if not from_features and strategy.model.model.encoder is not encoders[0]:
+        if strategy.model.model.encoder is not encoders[0]:
             encoders.append(strategy.model.model.encoder)
         for start in range(0, len(windows), batch):
             index = windows[start : start + batch]
             for encoder in encoders:
                 self._encode(encoder, prepared, index)
-            missing = [i for i in index if i not in prepared.no_speech]
-            if missing:
-                states = self._encode(encoders[0], prepared, missing)
-                started = self._now()
-                probs = self.no_speech.no_speech_prob(states)
-                each = (self._now() - started) / len(missing)
-                prepared.no_speech.update({i: (p, each) for i, p in zip(missing, probs)})
+            self._no_speech_probs(prepared, index)
         encoder_s = sum(prepared.encoded[(id(encoder), i)][1] for encoder in encoders for i in windows)
         return encoder_s, sum(prepared.no_speech[i][1] for i in windows)
+
+    def _no_speech_probs(self, prepared: _Prepared, index: list[int]) -> None:
+        missing = [i for i in index if i not in prepared.no_speech]
+        if missing:
+            states = self._encode(self.models.teacher.model.encoder, prepared, missing)
+            started = self._now()
+            probs = self.no_speech.no_speech_prob(states)
+            each = (self._now() - started) / len(missing)
+            prepared.no_speech.update({i: (p, each) for i, p in zip(missing, probs)})
 
     def _encode(self, encoder, prepared: _Prepared, index: list[int]) -> torch.Tensor:
         missing = [i for i in index if (id(encoder), i) not in prepared.encoded]
@@ -426,16 +430,38 @@ class Arena:
                 meter.accepted += stats.accepted
                 continue
             if from_features:
-                inputs = {"input_features": prepared.features[index]}
+                out = self._generate_from_features(strategy, prepared, index, meter, max_new_tokens=limit, **kwargs)
             else:
                 states = self._encode(strategy.model.model.encoder, prepared, index)
-                inputs = {"encoder_outputs": BaseModelOutput(last_hidden_state=states)}
-            out = strategy.model.generate(**inputs, max_new_tokens=limit, **kwargs)
+                out = strategy.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=states),
+                                              max_new_tokens=limit, **kwargs)
             sequences = out["sequences"] if isinstance(out, dict) else out
             for i, row in zip(index, sequences.tolist()):
                 token_ids[i] = self._strip(row)
                 meter.generated += len(token_ids[i]) + (len(token_ids[i]) < limit)  # + end-of-text
         return token_ids
+
+    def _generate_from_features(self, strategy, prepared: _Prepared, index: list[int], meter: _Meter, **kwargs):
+        """generate() on features; its first encoder pass (the whole windows) is cached like _encode's."""
+        encoder = strategy.model.model.encoder
+        first: list = []
+
+        def keep_first(_module, _args, output):
+            if not first:  # the meter's hook ran before this one: its total includes this pass
+                first.append((output.last_hidden_state, meter.encoder_s))
+
+        before = meter.encoder_s
+        hook = encoder.register_forward_hook(keep_first)
+        try:
+            out = strategy.model.generate(input_features=prepared.features[index], **kwargs)
+        finally:
+            hook.remove()
+        if first:
+            states, total = first[0]
+            each = (total - before) / len(index)
+            for row, i in enumerate(index):
+                prepared.encoded.setdefault((id(encoder), i), (states[row : row + 1], each))
+        return out
 
     def _drop_no_speech(self, prepared: _Prepared, windows: list[int], token_ids: list[list[int]],
                         prompt: list[int]) -> None:
@@ -445,6 +471,7 @@ class Arena:
             if not token_ids[i]:
                 continue
             text_ids = [t for t in token_ids[i] if t < self.eot]  # the same judgement with or without timestamps
+            self._no_speech_probs(prepared, [i])
             states = self._encode(teacher_encoder, prepared, [i])
             if self.no_speech.is_no_speech(prepared.no_speech[i][0], states, prompt, text_ids, self.eot,
                                            self.tokenizer.decode(text_ids)):

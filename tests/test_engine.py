@@ -267,3 +267,14 @@ def test_bf16_encoder_reads_and_returns_fp32(arena):
         fast = encoder(input_features=features).last_hidden_state
     assert encoder.conv1.weight.dtype == torch.bfloat16 and fast.dtype == torch.float32
     assert float((fast - reference).norm() / reference.norm()) < 0.05
+
+
+def test_with_timestamps_the_gate_and_speculative_reuse_generates_encoder_pass(arena):
+    calls = []
+    hook = arena.models.teacher.model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        results = arena.transcribe(load_audio(AUDIO / "jfk.wav"), Options(modes=("teacher", "speculative"), timestamps=True))
+    finally:
+        hook.remove()
+    assert len(calls) == 1  # generate()'s own pass for the teacher; no second one for the gate or speculative
+    assert results[0].text == results[1].text and results[1].encoder_s == results[0].encoder_s
