@@ -148,8 +148,10 @@ def run_encoder_in_bf16(encoder) -> None:
     """bf16 weights, fp32 in and out: callers (generate() included) see an fp32 encoder. Speculative
     decoding stays exact, since teacher and draft model read the same encoder output."""
 
+    def cast(x):
+        return x.to(torch.bfloat16) if torch.is_tensor(x) and x.is_floating_point() else x
+
     def to_bf16(_module, args, kwargs):
-        cast = lambda x: x.to(torch.bfloat16) if torch.is_tensor(x) and x.is_floating_point() else x  # noqa: E731
         return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
 
     def to_fp32(_module, _args, output):
