@@ -28,7 +28,7 @@ from core.gate import LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, NoSpeechRule, has_
 from core.models import LoadedModels, load_models
 from core.presets import get_preset
 from core.results import MODES, ModelInfo, ModeResult, Segment
-from core.speculative import SpeculativeDecoder
+from core.speculative import GreedyDecoder, SpeculativeDecoder
 
 WINDOW_S = 30.0  # Whisper's receptive field
 STRIDE_FRACTION = 1 / 6  # overlap on each side of a chunk, as in transformers' pipeline
@@ -52,6 +52,8 @@ class Options:
     long_form: str = "chunked"  # or "sequential" (audio over 30 s only)
     language: str | None = "en"  # None: detected once by the teacher, then used by every mode
     batch_size: int = 8  # chunks decoded together (speculative decoding is limited to 1)
+    prefix: str = ""  # text the transcript is forced to begin with (short-form, no timestamps): a live update's committed words
+    no_speech_rule: bool = True  # False: the caller knows this audio holds speech (core/gate.py's rule is skipped)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Strategy:
     model: object
     assistant: object | None = None  # draft model for transformers' assisted generation
     drafter: SpeculativeDecoder | None = None  # or our lean draft-and-verify loop
+    greedy: GreedyDecoder | None = None  # our lean loop for one model: it can continue a forced prefix
     max_batch: int | None = None
     timestamps: bool = True
 
@@ -167,8 +170,8 @@ class Arena:
         self.eot = models.teacher.generation_config.eos_token_id
         self.multilingual = bool(getattr(models.teacher.generation_config, "is_multilingual", False))
         self.strategies = {
-            "student": Strategy("student", models.student),
-            "teacher": Strategy("teacher", models.teacher),
+            "student": Strategy("student", models.student, greedy=GreedyDecoder(models.student, models.student.generation_config)),
+            "teacher": Strategy("teacher", models.teacher, greedy=GreedyDecoder(models.teacher, models.teacher.generation_config)),
             "speculative": Strategy("speculative", models.teacher, models.assistant, max_batch=1, timestamps=False),
         }
         if speculative == "lean" and models.shared_encoder:
@@ -218,6 +221,8 @@ class Arena:
         if options.long_form not in LONG_FORM_ALGORITHMS:
             raise ArenaError(f"Long-form algorithm must be one of {LONG_FORM_ALGORITHMS}, not {options.long_form!r}.")
         audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if options.prefix.strip():
+            self._check_prefix(audio, options)
         if options.language is None and self.multilingual:
             options = replace(options, language=self.detect_language(audio))
 
@@ -247,6 +252,17 @@ class Arena:
         return self.tokenizer.convert_ids_to_tokens(token).strip("<|>")
 
     # ---- internals ----------------------------------------------------------------------------
+
+    def _check_prefix(self, audio: np.ndarray, options: Options) -> None:
+        if options.timestamps or len(audio) > WINDOW_S * SAMPLE_RATE:
+            raise ArenaError("A forced prefix works on one window of at most 30 s, without timestamps.")
+        if "speculative" in options.modes and self.strategies["speculative"].drafter is None:
+            raise ArenaError("A forced prefix needs the lean speculative loop (a student sharing the teacher's encoder).")
+
+    def _prefix_ids(self, options: Options) -> list[int]:
+        """Whisper's text tokens start with a space; the prefix is tokenized as the model would write it."""
+        text = " ".join(options.prefix.split())
+        return self.tokenizer.encode(" " + text, add_special_tokens=False) if text else []
 
     def _algorithm(self, audio: np.ndarray, options: Options, strategy: Strategy) -> str:
         if len(audio) <= WINDOW_S * SAMPLE_RATE:
@@ -314,7 +330,7 @@ class Arena:
         shared_s = (0.0, 0.0)
         if prepared.algorithm != "sequential" and not from_features:
             with torch.inference_mode():
-                shared_s = self._analyse(strategy, prepared, windows, options.batch_size)
+                shared_s = self._analyse(strategy, prepared, windows, options.batch_size, options.no_speech_rule)
         meter = _Meter(
             strategy.model.model.encoder,
             strategy.model.model.decoder,
@@ -332,7 +348,7 @@ class Arena:
                     segments = None
         finally:
             meter.close()
-        if prepared.algorithm != "sequential" and not force:
+        if prepared.algorithm != "sequential" and options.no_speech_rule and not force:
             with torch.inference_mode():
                 self._drop_no_speech(prepared, windows, token_ids, self._prompt(options))
         decode_wall = self._now() - started
@@ -378,22 +394,24 @@ class Arena:
             torch.cuda.synchronize()
         return time.perf_counter()
 
-    def _analyse(self, strategy: Strategy, prepared: _Prepared, windows: list[int], batch: int) -> tuple[float, float]:
-        """Encoder output and no-speech probability of each window, computed once per request and shared
-        by the modes; returns the (encoder, gate) seconds this mode is charged for them.
+    def _analyse(self, strategy: Strategy, prepared: _Prepared, windows: list[int], batch: int,
+                 judge: bool) -> tuple[float, float]:
+        """Encoder output and (when `judge`) no-speech probability of each window, computed once per request
+        and shared by the modes; returns the (encoder, gate) seconds this mode is charged for them.
 
         The cache holds every window of the request (for a 60 min clip with large-v3 in fp16 ~1.4 GB of
         GPU memory): the price of never running the same encoder twice on the same audio."""
-        encoders = [self.models.teacher.model.encoder]  # the gate's judge
-        if strategy.model.model.encoder is not encoders[0]:
+        encoders = [self.models.teacher.model.encoder] if judge else []  # the gate's judge
+        if strategy.model.model.encoder not in encoders:
             encoders.append(strategy.model.model.encoder)
         for start in range(0, len(windows), batch):
             index = windows[start : start + batch]
             for encoder in encoders:
                 self._encode(encoder, prepared, index)
-            self._no_speech_probs(prepared, index)
+            if judge:
+                self._no_speech_probs(prepared, index)
         encoder_s = sum(prepared.encoded[(id(encoder), i)][1] for encoder in encoders for i in windows)
-        return encoder_s, sum(prepared.no_speech[i][1] for i in windows)
+        return encoder_s, sum(prepared.no_speech[i][1] for i in windows if judge)
 
     def _no_speech_probs(self, prepared: _Prepared, index: list[int]) -> None:
         missing = [i for i in index if i not in prepared.no_speech]
@@ -415,17 +433,22 @@ class Arena:
 
     def _generate_windows(self, strategy, prepared: _Prepared, windows: list[int], kwargs: dict, options: Options,
                           meter: _Meter, from_features: bool):
-        """Decode the given windows from their shared encoder output, in batches; the others give no tokens."""
-        batch = min(options.batch_size, strategy.max_batch or options.batch_size)
+        """Decode the given windows from their shared encoder output, in batches; the others give no tokens.
+
+        generate() stays the path for student and teacher (it batches, and is the reference the lean loops
+        are tested against), except with a forced prefix, which it no longer takes for Whisper."""
+        prefix = self._prefix_ids(options)
+        lean = strategy.drafter or (strategy.greedy if prefix else None)
+        batch = 1 if lean else min(options.batch_size, strategy.max_batch or options.batch_size)
         prompt = self._prompt(options)
         token_ids: list[list[int]] = [[] for _ in prepared.windows]
         for start in range(0, len(windows), batch):
             index = windows[start : start + batch]
             limit = max_new_tokens(max(len(prepared.windows[i].audio) for i in index) / SAMPLE_RATE)
-            if strategy.drafter is not None:
+            if lean is not None:
                 (i,) = index
                 states = self._encode(strategy.model.model.encoder, prepared, index)
-                token_ids[i], stats = strategy.drafter.decode(prompt, states, limit)
+                token_ids[i], stats = lean.decode(prompt, states, limit, prefix)
                 meter.drafted += stats.drafted
                 meter.accepted += stats.accepted
                 continue

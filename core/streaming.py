@@ -8,8 +8,12 @@ Committed words are never revised.
 Why no timestamps: speculative decoding cannot predict them (see engine.SPECULATIVE_TIMESTAMPS_NOTE)
 and with them on whisper-base dropped words (README). So every mode runs the same timestamp-free rule:
 
-- the committed words still inside the buffer are tracked as a word list (`_in_buffer`); a new
-  hypothesis is aligned to it from the buffer start (both begin at the same sample);
+- the committed words still inside the buffer (`_in_buffer`) are forced as the decoder's prefix, so a
+  hypothesis is those words and then the model's continuation: they cost one parallel decoder pass
+  instead of one step each, and only the continuation is compared with the previous one;
+- Whisper's no-speech rule (core/gate.py, one teacher decoder step over the whole window) is judged
+  on an utterance's first decodes only: once it found speech in the buffer, later updates of the
+  same buffer hold that speech too, until a pause or a trim starts a new one;
 - the buffer is trimmed at a quiet point that an earlier, fully committed hypothesis had already
   passed, and only after a decode of the audio to drop says nothing beyond the committed words (its
   word count says how many committed words leave the buffer): one extra decode per trim;
@@ -19,13 +23,16 @@ and with them on whisper-base dropped words (README). So every mode runs the sam
   already separates speech from pauses on the bundled clips, 10 dB SNR white noise included.
 
 Cost per update is bounded by the buffer cap (Whisper always encodes a 30 s window; trimming bounds
-the decoder's tokens), never by session length. When updates take longer than the audio between
-them, the processor decodes less often instead of queueing (`falling_behind`); the pace applies to
-every decode but the last (`finish`).
+the decoder's tokens), never by session length. A decode waits for DECODE_EVERY_S of new audio, and
+for the audio it would decode to be fresh: when chunks arrive faster than updates end (one call per
+browser chunk, queued), the stale ones are only appended until the queue is drained, so the text
+never lags by a growing backlog; a caller that hands over all arrived audio at once never waits.
+`falling_behind` says when updates take longer than DECODE_EVERY_S. The last decode (`finish`)
+always runs.
 
-The committed text is not fed back as a prompt: the engine has no prompt input, and a prompt
-changes the teacher's tokens (speculative decoding would then no longer match it) and invites
-whisper-base to repeat itself.
+Committed text that left the buffer is not fed back as a prompt (Whisper's previous-text context):
+a prompt changes the teacher's tokens (speculative decoding would then no longer match it) and
+invites whisper-base to repeat itself.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ DIGITAL_SILENCE_DB = -100.0  # zero padding: never counts towards the floor
 MIN_SPEECH_S = 0.15  # speech needed to open an utterance (a click is not an utterance)
 PREROLL_S = 0.5  # audio kept from before an utterance opens: soft onsets sit under the gate
 END_PAUSE_S = 0.6  # a pause this long ends an utterance: commit everything, clear the buffer
+PHRASE_PAUSE_S = 0.25  # so does a pause this long once the buffer is past its trim length
 FLUSH_TAIL_S = 0.3  # decode this much past the last speech frame when flushing (not the silence)
 
 # ---- buffer --------------------------------------------------------------------------------------
@@ -64,12 +72,12 @@ QUIET_WINDOW_S = 0.2  # the quiet point is the quietest window of this length
 MIN_TRIM_S = 2.0  # a trim that drops less than this is not worth its extra decode
 TRIM_RETRY_S = 2.0  # after a refused trim, wait for this much new audio
 MAX_SHIFT_WORDS = 3  # a revised hypothesis shifts committed words by at most this many
+TRAILING_PUNCTUATION = ".,?!;:"
 
 # ---- pace ----------------------------------------------------------------------------------------
 DECODE_EVERY_S = 0.5  # re-decode at most once per this much new audio
-MAX_DECODE_EVERY_S = 10.0  # degraded pace never goes beyond this
-SLOW_UPDATES = 3  # this many slow updates in a row (compute > new audio) means falling behind
-HEADROOM = 1.25  # degraded pace: decode once per compute time x this
+FRESH_S = 0.1  # decode only audio that ended at most one chunk + this long ago: older means queued chunks
+SLOW_UPDATES = 3  # this many updates in a row slower than DECODE_EVERY_S means falling behind
 MAX_SESSION_S = 600.0  # ten minutes
 
 
@@ -91,7 +99,7 @@ class StreamState:
     rtfx: float  # buffer seconds decoded per compute second, latest update
     commit_latencies: tuple[float, ...]  # per committed piece: completing chunk's arrival -> commit
     falling_behind: bool
-    decode_every_s: float  # current pace (raised when falling behind)
+    decode_every_s: float  # seconds between updates: DECODE_EVERY_S, or the compute time when falling behind
     message: str
     finished: bool
 
@@ -186,7 +194,8 @@ class LiveTranscriber:
         self._buffer = np.empty(0, np.float32)
         self._offset = 0  # absolute sample at which the buffer starts
         self._committed: list[str] = []
-        self._in_buffer: list[str] = []  # committed words said inside the buffer (normalised)
+        self._in_buffer: list[str] = []  # committed words said inside the buffer: the decoder's prefix
+        self._speech_confirmed = False  # the no-speech rule found speech in this buffer
         self._tentative: list[tuple[str, float]] = []  # (word, arrival stamp of its completing chunk)
         self._heard: list[tuple[int, int]] = []  # per decode: (absolute end sample, words heard by then)
         self._no_trim_before = 0  # absolute sample: a refused trim waits for audio beyond this
@@ -194,6 +203,9 @@ class LiveTranscriber:
         self._new_samples = 0  # appended since the last decode
         self._first_new_arrival: float | None = None  # arrival of the first chunk since the last decode
         self._last_arrival = 0.0
+        self._spoken_at: float | None = None  # clock time the first sample was spoken (earliest estimate)
+        self._last_chunk_s = 0.0
+        self._returned_at: float | None = None  # when process() last returned
         self._latencies: list[float] = []
         self._decodes = 0
         self._compute_s = 0.0  # this update's decoding time
@@ -201,7 +213,6 @@ class LiveTranscriber:
         self._rtfx = 0.0
         self._max_buffer = 0
         self._slow_streak = 0
-        self._decode_every_s = decode_every_s
         self._finished = False
 
     # ---- public API ------------------------------------------------------------------------------
@@ -229,6 +240,9 @@ class LiveTranscriber:
         audio = audio[:room]
         self._chunks.append(audio)
         self._received += len(audio)
+        spoken_at = arrived_at - self._received / SAMPLE_RATE  # this chunk's last sample was just spoken
+        self._spoken_at = spoken_at if self._spoken_at is None else min(self._spoken_at, spoken_at)
+        self._last_chunk_s = len(audio) / SAMPLE_RATE
         self._recent_db = np.concatenate([self._recent_db, _frame_db(audio)])[-int(NOISE_WINDOW_S / GATE_FRAME_S):]
         piece = int(self.buffer_cap_s / 2 * SAMPLE_RATE)  # a huge chunk must not overflow the buffer
         for start in range(0, len(audio), piece):
@@ -239,10 +253,11 @@ class LiveTranscriber:
     def process(self) -> StreamState:
         """Re-decode the buffer if enough new audio arrived; commit what two hypotheses agree on, or
         all of an utterance that a pause ended."""
-        if self._finished or self._new_samples < max(1, self._decode_every_s * SAMPLE_RATE):
-            return self.state
-        split = self._utterance_end()
-        self._timed(self._decode_and_commit if split is None else lambda stamp: self._flush(stamp, *split))
+        due = not self._finished and self._new_samples >= max(1, self.min_decode_every_s * SAMPLE_RATE)
+        if due and not self._queued():
+            split = self._utterance_end()
+            self._timed(self._decode_and_commit if split is None else lambda stamp: self._flush(stamp, *split))
+        self._returned_at = self._clock()
         return self.state
 
     def finish(self) -> str:
@@ -259,12 +274,13 @@ class LiveTranscriber:
 
     @property
     def state(self) -> StreamState:
-        behind = self._decode_every_s > self.min_decode_every_s
+        behind = self._slow_streak >= SLOW_UPDATES
+        every = self._last_update_s if behind else self.min_decode_every_s
         message = ""
         if behind:
             message = (
                 f"This machine cannot re-transcribe every {self.min_decode_every_s:g} s of audio in {self.mode} "
-                f"mode; it now updates every {self._decode_every_s:.1f} s, so live text lags more."
+                f"mode; it updates every {every:.1f} s, so live text lags more."
             )
         return StreamState(
             committed_text=" ".join(self._committed),
@@ -277,7 +293,7 @@ class LiveTranscriber:
             rtfx=self._rtfx,
             commit_latencies=tuple(self._latencies),
             falling_behind=behind,
-            decode_every_s=self._decode_every_s,
+            decode_every_s=every,
             message=message,
             finished=self._finished,
         )
@@ -285,43 +301,55 @@ class LiveTranscriber:
     # ---- the commit rule -------------------------------------------------------------------------
 
     def _decode_and_commit(self, stamp: float) -> None:
-        words = self._decode(self._buffer)
-        tail = words[_covered(self._in_buffer, [_norm(w) for w in words]) :]
-        agreed = _common_prefix([_norm(w) for w, _ in self._tentative], [_norm(w) for w in tail])
-        self._commit(self._tentative[:agreed])
-        self._tentative = [(w, stamp) for w in tail[agreed:]]
+        tail = self._stamped(self._continue(self._buffer), stamp)
+        agreed = min(self._agreed(tail), len(tail) - 1)  # the last word heard may be cut short, its punctuation a guess
+        self._commit(tail[:agreed])
+        self._tentative = tail[agreed:]
         self._heard.append((self._offset + len(self._buffer), len(self._committed) + len(self._tentative)))
         if len(self._buffer) > self.trim_s * SAMPLE_RATE and self._offset + len(self._buffer) >= self._no_trim_before:
             self._trim(force=False)
 
     def _flush(self, stamp: float, end: int, resume: int) -> None:
         """End of an utterance: decode the buffer up to `end`, commit all of it, go on from `resume`."""
-        words = self._decode(self._buffer[:end])
-        tail = words[_covered(self._in_buffer, [_norm(w) for w in words]) :]
-        agreed = _common_prefix([_norm(w) for w, _ in self._tentative], [_norm(w) for w in tail])
-        self._commit(self._tentative[:agreed] + [(w, stamp) for w in tail[agreed:]])
+        self._commit(self._stamped(self._continue(self._buffer[:end]), stamp))
         rest, self._offset = self._buffer[resume:], self._offset + resume
         self._buffer, self._in_buffer, self._tentative, self._heard = self._buffer[:0], [], [], []
+        self._speech_confirmed = False
         if self._speech_frames(rest).sum() * GATE_FRAME_S >= MIN_SPEECH_S:  # the next utterance began
             self._buffer, self._new_samples, self._first_new_arrival = rest, len(rest), self._last_arrival
         else:
             self._preroll = rest[-int(PREROLL_S * SAMPLE_RATE) :]
 
+    def _agreed(self, tail: list[tuple[str, float]]) -> int:
+        """LocalAgreement-2: how many leading words the previous hypothesis's tail and this one share."""
+        return _common_prefix([_norm(w) for w, _ in self._tentative], [_norm(w) for w, _ in tail])
+
+    def _stamped(self, words: list[str], stamp: float) -> list[tuple[str, float]]:
+        """This hypothesis's words (its spelling: it heard more), each stamped with the arrival that first
+        let a hypothesis say it: the previous stamp where the two agree, `stamp` after."""
+        agreed = _common_prefix([_norm(w) for w, _ in self._tentative], [_norm(w) for w in words])
+        return [(w, self._tentative[i][1] if i < agreed else stamp) for i, w in enumerate(words)]
+
     def _utterance_end(self) -> tuple[int, int] | None:
-        """(end, resume) around the latest pause of END_PAUSE_S after speech: decode up to just past
-        the speech, start the next utterance a pre-roll before its speech. None: the utterance goes on."""
+        """(end, resume) around the latest pause of END_PAUSE_S after speech (PHRASE_PAUSE_S once the buffer
+        is past its trim length: a flush there is a cheap trim): decode up to just past the speech, start
+        the next utterance a pre-roll before its speech. None: the utterance goes on."""
         speech = np.flatnonzero(self._speech_frames(self._buffer))
         n = len(self._buffer)
         if not len(speech):
             return n, n  # it opened on speech, the floor rose since: decode it all, once
         gaps = np.diff(np.append(speech, n // FRAME)) - 1  # silent frames after each speech frame
-        long = np.flatnonzero(gaps * GATE_FRAME_S >= END_PAUSE_S)
+        pause_s = PHRASE_PAUSE_S if n > self.trim_s * SAMPLE_RATE else END_PAUSE_S
+        long = np.flatnonzero(gaps * GATE_FRAME_S >= pause_s)
         if not len(long):
             return None
         k = long[-1]
-        end = min(n, (speech[k] + 1) * FRAME + int(FLUSH_TAIL_S * SAMPLE_RATE))
-        resume = n if k + 1 == len(speech) else max(end, speech[k + 1] * FRAME - int(PREROLL_S * SAMPLE_RATE))
-        return end, resume
+        speech_end = (speech[k] + 1) * FRAME
+        if k + 1 == len(speech):
+            return min(n, speech_end + int(FLUSH_TAIL_S * SAMPLE_RATE)), n
+        next_start = speech[k + 1] * FRAME
+        end = min(speech_end + int(FLUSH_TAIL_S * SAMPLE_RATE), (speech_end + next_start) // 2)  # a short pause: its middle
+        return end, max(end, next_start - int(PREROLL_S * SAMPLE_RATE))
 
     def _trim(self, force: bool) -> None:
         """Drop committed audio up to a quiet point; `force` (buffer at its cap) commits what it must."""
@@ -331,8 +359,8 @@ class LiveTranscriber:
         if not cut:
             return
         dropped = self._decode(self._buffer[:cut])
-        norm = [_norm(w) for w in dropped]
-        known = _covered(self._in_buffer, norm)  # words of the dropped audio already committed
+        norm, in_buffer = [_norm(w) for w in dropped], [_norm(w) for w in self._in_buffer]
+        known = _covered(in_buffer, norm)  # words of the dropped audio already committed
         if known < len(dropped) and not force:
             self._no_trim_before = self._offset + len(self._buffer) + int(TRIM_RETRY_S * SAMPLE_RATE)
             return
@@ -340,8 +368,9 @@ class LiveTranscriber:
             self._commit([(w, self._stamp()) for w in dropped[known:]])
             self._in_buffer, self._tentative = [], []
         else:
-            self._in_buffer = self._in_buffer[_covered(norm, self._in_buffer) :]
+            self._in_buffer = self._in_buffer[_covered(norm, in_buffer) :]
         self._buffer = self._buffer[cut:]
+        self._speech_confirmed = False
         self._offset += cut
         self._heard = [h for h in self._heard if h[0] > self._offset]
 
@@ -366,34 +395,50 @@ class LiveTranscriber:
         if not words:
             return
         self._committed.extend(w for w, _ in words)
-        self._in_buffer.extend(_norm(w) for w, _ in words)
+        self._in_buffer.extend(w for w, _ in words)
         self._latencies.append(self._clock() - max(s for _, s in words))
 
     # ---- helpers ---------------------------------------------------------------------------------
 
-    def _decode(self, audio: np.ndarray) -> list[str]:
+    def _continue(self, audio: np.ndarray) -> list[str]:
+        """The words the model says after the committed words still in the buffer. The last one goes in
+        without its trailing punctuation: a full stop forced there makes the model skip ahead."""
+        prefix = [*self._in_buffer[:-1], *(w.rstrip(TRAILING_PUNCTUATION) for w in self._in_buffer[-1:])]
+        prefix = [w for w in prefix if w]
+        words = self._decode(audio, prefix=prefix)
+        return words[len(prefix) :] if words else []  # no words: the no-speech rule dropped it all
+
+    def _decode(self, audio: np.ndarray, prefix: list[str] = ()) -> list[str]:
         started = self._clock()
         if self.language is None and getattr(self.arena, "multilingual", False):
             self.language = self.arena.detect_language(audio)  # once: every update then agrees
-        (result,) = self.arena.transcribe(audio, Options(modes=(self.mode,), language=self.language))
+        options = Options(modes=(self.mode,), language=self.language, prefix=" ".join(prefix),
+                          no_speech_rule=not self._speech_confirmed)
+        (result,) = self.arena.transcribe(audio, options)
         self._compute_s += self._clock() - started
         self._decodes += 1
-        return result.text.split()
+        words = result.text.split()
+        self._speech_confirmed = self._speech_confirmed or bool(words)
+        return words
+
+    def _queued(self) -> bool:
+        """Did this call come straight after the previous one with audio older than one chunk (plus
+        FRESH_S)? Then more chunks wait in line behind it: append them first, decode the freshest. A call
+        that came on its own always decodes (lost audio must not stall the updates)."""
+        now = self._clock()
+        if self._returned_at is None or now - self._returned_at > self._last_chunk_s / 2:
+            return False
+        return now - self._spoken_at - self._received / SAMPLE_RATE > self._last_chunk_s + FRESH_S
 
     def _timed(self, step: Callable[[float], None]) -> None:
-        """Run one decoding step; track compute time against new audio and adapt the pace."""
-        new_s, buffer_s, stamp = self._new_samples / SAMPLE_RATE, len(self._buffer) / SAMPLE_RATE, self._stamp()
+        """Run one decoding step; track its compute time against the pace."""
+        buffer_s, stamp = len(self._buffer) / SAMPLE_RATE, self._stamp()
         self._compute_s, self._new_samples, self._first_new_arrival = 0.0, 0, None
         step(stamp)
         if not self._compute_s:
             return
         self._last_update_s, self._rtfx = self._compute_s, buffer_s / self._compute_s
-        slow = self._compute_s > new_s
-        self._slow_streak = self._slow_streak + 1 if slow else 0
-        if self._slow_streak >= SLOW_UPDATES:
-            self._decode_every_s = min(MAX_DECODE_EVERY_S, max(self._decode_every_s, self._compute_s * HEADROOM))
-        elif not slow:
-            self._decode_every_s = max(self.min_decode_every_s, min(self._decode_every_s, self._compute_s * HEADROOM))
+        self._slow_streak = self._slow_streak + 1 if self._compute_s > self.min_decode_every_s else 0
 
     def _stamp(self) -> float:
         """Arrival of the first chunk this decode sees that the previous one did not: the earliest

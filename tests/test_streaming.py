@@ -150,7 +150,8 @@ class ToneArena:
             k = j
         if self.flicker:  # a model that never says the same thing twice
             out = [f"{w}{self.calls % 2}" for w in out]
-        return [SimpleNamespace(text=" ".join(out))]
+        prefix = options.prefix.split()  # forced: the first words are the prefix, whatever was heard
+        return [SimpleNamespace(text=" ".join(prefix + out[len(prefix) :]))]
 
 
 def tone_stream(audio, chunk_s=0.5, cost=lambda s: 0.05 + 0.01 * s, flicker=False, **kwargs):
