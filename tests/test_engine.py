@@ -278,3 +278,64 @@ def test_with_timestamps_the_gate_and_speculative_reuse_generates_encoder_pass(a
         hook.remove()
     assert len(calls) == 1  # generate()'s own pass for the teacher; no second one for the gate or speculative
     assert results[0].text == results[1].text and results[1].encoder_s == results[0].encoder_s
+
+
+# ---- the lean greedy loop and the forced prefix (live updates) ----------------------------------
+
+
+def test_lean_greedy_loop_equals_generate(arena):
+    """GreedyDecoder is generate()'s greedy search without timestamps, token for token, for both models."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
+    from core.engine import max_new_tokens
+
+    prompt = arena._prompt(Options())
+    kwargs = arena._generate_kwargs(arena.strategies["teacher"], Options(), False)
+    for name in ("jfk.wav", "jfk_white_snr10.wav", "asterisk_demo-echotest_8k.wav"):
+        audio = load_audio(AUDIO / name)
+        limit = max_new_tokens(len(audio) / SAMPLE_RATE)
+        with torch.inference_mode():
+            states = arena.models.teacher.model.encoder(arena._features([audio])).last_hidden_state
+        for mode in ("student", "teacher"):
+            strategy = arena.strategies[mode]
+            with torch.inference_mode():
+                out = strategy.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=states),
+                                              max_new_tokens=limit, **kwargs)
+            lean, _ = strategy.greedy.decode(prompt, states, limit)
+            assert lean == arena._strip(out.tolist()[0]), (name, mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_forced_prefix_continues_the_modes_own_transcript(arena, mode):
+    """Forcing the first half of what a mode said gives back the rest; forcing all of it lets the model
+    end at once (Whisper's begin rule holds at the transcript's start, not after a prefix)."""
+    audio = load_audio(AUDIO / "asterisk_demo-echotest_8k.wav")
+    (free,) = arena.transcribe(audio, Options(modes=(mode,)))
+    words = free.text.split()
+    for prefix in (" ".join(words[: len(words) // 2]), free.text):
+        (forced,) = arena.transcribe(audio, Options(modes=(mode,), prefix=prefix))
+        assert forced.text == free.text, (prefix, forced.text)
+
+
+def test_forced_prefix_keeps_speculative_identical_to_the_teacher(arena):
+    audio = load_audio(AUDIO / "jfk.wav")
+    results = arena.transcribe(audio, Options(modes=("teacher", "speculative"), prefix="And so, my fellow"))
+    assert results[1].identical_to_teacher is True and results[0].text.startswith("And so, my fellow")
+
+
+def test_forced_prefix_is_refused_where_it_cannot_hold(arena, long_clip):
+    from core.errors import ArenaError
+
+    with pytest.raises(ArenaError, match="prefix"):
+        arena.transcribe(load_audio(AUDIO / "jfk.wav"), Options(prefix="And so", timestamps=True))
+    with pytest.raises(ArenaError, match="prefix"):
+        arena.transcribe(long_clip[0], Options(modes=("student",), prefix="And so"))
+
+
+def test_no_speech_rule_can_be_skipped_for_audio_known_to_hold_speech(arena, tmp_path):
+    """Live updates of an utterance the rule already passed skip it; on noise that shows what it guards."""
+    noise = load_audio(noise_clips(tmp_path)["white_noise"])
+    (judged,) = arena.transcribe(noise, Options(modes=("teacher",)))
+    (unjudged,) = arena.transcribe(noise, Options(modes=("teacher",), no_speech_rule=False))
+    assert judged.text == "" and unjudged.text != ""

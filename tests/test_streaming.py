@@ -1,10 +1,10 @@
 """Live transcription (core/streaming.py): LocalAgreement-2 on one rolling buffer.
 
 The acceptance tests stream real speech, converted to what a browser sends (48 kHz int16, stereo),
-into the real teacher as fast as the cores allow (no sleeping: the algorithm is under test, not the
-clock). The local student is untrained, so the teacher stands in for the live mode. A tone-burst
-"model" with a fake clock covers trimming, the buffer cap, the pace and the session cap in
-milliseconds.
+into the real models as fast as the cores allow (no sleeping: the algorithm is under test, not the
+clock): the teacher on jfk and a minute of clips, the student (the live default) on the 22 s prompt
+spoken without a long pause. A tone-burst "model" with a fake clock covers trimming, the buffer cap,
+the pace, queued chunks and the session cap in milliseconds.
 """
 
 import subprocess
@@ -81,6 +81,19 @@ def test_minute_of_speech_stays_within_the_buffer_cap(arena):
     assert live.state.max_buffer_s <= live.buffer_cap_s
 
 
+def test_student_streamed_matches_offline_student(arena):
+    """The default live mode on 22 s without a 0.6 s pause: committed through phrase pauses and agreement."""
+    audio = load_audio(AUDIO / "asterisk_demo-echotest_8k.wav")
+    live = LiveTranscriber(arena)
+    assert live.mode == "student"
+    final, committed = stream(live, browser_pcm(audio), chunk_s=0.5)
+    (offline,) = arena.transcribe(live.recording(), Options(modes=("student",)))
+
+    assert wer(offline.text, final) <= 0.10, (offline.text, final)
+    assert_never_revised(committed)
+    assert live.state.max_buffer_s <= live.trim_s + 2.0  # trimmed (or flushed at a phrase pause), never near the cap
+
+
 def test_silence_commits_nothing_and_never_reaches_the_model(arena):
     silence = load_audio(AUDIO / "silence_5s.wav")
     live = LiveTranscriber(arena, "teacher")
@@ -126,9 +139,11 @@ class ToneArena:
 
     def __init__(self, clock: Clock, cost=lambda s: 0.05 + 0.01 * s, flicker: bool = False):
         self.clock, self.cost, self.flicker, self.calls = clock, cost, flicker, 0
+        self.options = []  # per call
 
     def transcribe(self, audio, options):
         self.calls += 1
+        self.options.append(options)
         self.clock.t += self.cost(len(audio) / SAMPLE_RATE)
         frame = 160
         n = len(audio) // frame
@@ -199,6 +214,62 @@ def test_slow_device_is_flagged_and_decodes_less_often():
     assert state.decode_every_s > live.min_decode_every_s
     assert committed[-1] == words(60)
     assert state.decodes < len(committed) / 2  # decodes skipped instead of queueing
+
+
+def test_committed_words_are_the_prefix_and_the_no_speech_rule_is_judged_once_per_utterance():
+    live, committed = tone_stream(tone_speech(40, pause_every=6))
+    assert committed[-1] == words(40)
+    calls = live.arena.options
+    assert any(o.prefix for o in calls) and all(committed[-1].find(o.prefix) >= 0 for o in calls)
+    judged = [o for o in calls if o.no_speech_rule]
+    assert 7 <= len(judged) < len(calls) / 2  # 7 utterances: the first decode of each one is judged
+
+
+def drained_stream(audio, cost, chunk_s=0.5, lost=()):
+    """Real-time feed on the fake clock; the caller inserts every chunk that has arrived, then updates
+    once (as core.bench_stream does). Chunks whose index is in `lost` never arrive."""
+    clock = Clock()
+    live = LiveTranscriber(ToneArena(clock, cost), "teacher", clock=clock)
+    step, k, idle = int(chunk_s * SAMPLE_RATE), 0, 0.0  # idle: time waited for audio after the first chunk
+    starts = list(range(0, len(audio), step))
+    while k < len(starts):
+        arrival = (starts[k] + step) / SAMPLE_RATE
+        idle += max(0.0, arrival - clock.t) if k else 0.0
+        clock.t = max(clock.t, arrival)
+        while k < len(starts) and (starts[k] + step) / SAMPLE_RATE <= clock.t:
+            if k not in lost:
+                live.insert(audio[starts[k] : starts[k] + step], SAMPLE_RATE, arrived_at=(starts[k] + step) / SAMPLE_RATE)
+            k += 1
+        live.process()
+    return live, idle
+
+
+def test_a_caller_that_drains_the_arrivals_never_waits_for_a_pace():
+    """Updates slower than a chunk (0.7 s per 0.5 s chunk) run back to back: no idle time between them."""
+    audio = tone_speech(60)  # 24 s without a pause
+    live, idle = drained_stream(audio, cost=lambda s: 0.7)
+    assert live.state.falling_behind and "updates every 0.7 s" in live.state.message
+    assert idle < 0.5  # at most one chunk, while the first utterance opens
+    assert live.state.decodes >= 0.9 * len(audio) / SAMPLE_RATE / 0.7
+
+
+def test_queued_chunks_are_appended_first_so_the_lag_stays_bounded():
+    """One call per chunk (the browser's way), updates twice as slow as the chunks: calls that were queued
+    behind a slow update only append, so the last chunk is handled within about one update of arriving."""
+    audio = tone_speech(150)  # 60 s
+    live, committed = tone_stream(audio, cost=lambda s: 1.0)
+    end_of_speech = len(audio) / SAMPLE_RATE
+    assert committed[-1] == words(150)
+    assert live.state.decodes < 0.6 * len(committed)  # about every other chunk (trims add a few)
+    assert live._returned_at - end_of_speech < 1.0 + 0.5 + 0.1  # one update + one chunk, not a growing queue
+
+
+def test_lost_audio_does_not_stall_the_updates():
+    """Chunks lost on the way (a browser hiccup) make the audio look late for good; updates go on."""
+    audio = tone_speech(50)  # 20 s
+    live, _ = drained_stream(audio, cost=lambda s: 0.2, lost=set(range(10, 16)))  # 3 s lost
+    assert live.state.decodes > 25  # about one per chunk after the gap too
+    assert len(live.state.committed_text.split()) >= 40
 
 
 def test_session_cap_keeps_the_audio_heard_and_says_so():
