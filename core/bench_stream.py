@@ -2,9 +2,10 @@
 
     python -m core.bench_stream --preset local --modes student teacher speculative --clip assets/audio/jfk.wav
 
-A feeder thread releases the clip as the browser would (48 kHz int16 chunks, each at the moment its
-last sample was spoken); the processor drains whatever has arrived, inserts it and updates, as fast
-as it can. It never sees audio before it "arrives". Reported per mode: commit latency (arrival of
+A feeder thread hands the clip to a LiveSession as the browser does (48 kHz int16 chunks, each at the
+moment its last sample was spoken); the session's own thread appends whatever has arrived and
+updates, as fast as it can, exactly as in the app. It never sees audio before it "arrives". Reported
+per mode: commit latency (arrival of
 the chunk that completed a committed piece -> its commit; median and p95), the delay from the end of
 speech to the final text, the largest buffer, the median RTFx of the updates, whether the processor
 fell behind, and the WER of the live text against the same mode's offline transcript.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import statistics
 import subprocess
 import sys
@@ -37,45 +37,34 @@ def browser_pcm(path: str, rate: int) -> np.ndarray:
 
 
 def simulate(arena, mode: str, pcm: np.ndarray, rate: int, chunk_s: float, **kwargs) -> dict:
-    """Stream `pcm` in real time into a LiveTranscriber; return its numbers."""
+    """Stream `pcm` in real time into a LiveSession; return its numbers."""
     from core.engine import Options
     from core.metrics import wer
-    from core.streaming import LiveTranscriber, percentile
+    from core.streaming import LiveSession, LiveTranscriber, percentile
 
-    live = LiveTranscriber(arena, mode, **kwargs)
-    arrivals: queue.Queue = queue.Queue()
+    session = LiveSession(LiveTranscriber(arena, mode, **kwargs))
     step = int(chunk_s * rate)
-    starts = range(0, len(pcm), step)
     t0 = time.perf_counter() + 0.05
 
     def feed():
-        for start in starts:
+        for start in range(0, len(pcm), step):
             due = t0 + min(start + step, len(pcm)) / rate  # the chunk's last sample has been spoken
             time.sleep(max(0.0, due - time.perf_counter()))
-            arrivals.put((pcm[start : start + step], due))
-        arrivals.put(None)
+            session.feed(pcm[start : start + step], rate)
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    rtfx, decodes, ended = [], 0, False
-    while not ended:
-        items = [arrivals.get()]
-        while not arrivals.empty():
-            items.append(arrivals.get())
-        for item in items:
-            if item is None:
-                ended = True
-            else:
-                live.insert(item[0], rate, arrived_at=item[1])
-        state = live.process()
+    rtfx, decodes = [], 0
+    while feeder.is_alive():  # an update takes far longer than this poll
+        state = session.state
         if state.decodes > decodes:
             decodes = state.decodes
             rtfx.append(state.rtfx)
-    final = live.finish()
+        time.sleep(0.02)
+    state = session.finish()
+    final = state.committed_text
     final_delay = time.perf_counter() - (t0 + len(pcm) / rate)
-    feeder.join()
-    state = live.state
-    (offline,) = arena.transcribe(live.recording(), Options(modes=(mode,)))
+    (offline,) = arena.transcribe(session.recording(), Options(modes=(mode,)))
     return {
         "mode": mode,
         "audio_s": round(state.audio_s, 2),

@@ -13,6 +13,7 @@ mode's own decoder as the judge.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
@@ -184,6 +185,9 @@ class Arena:
         # <|nospeech|> sits just before <|notimestamps|> in every Whisper vocabulary (transformers relies on it too)
         self.no_speech = NoSpeechRule(models.teacher, config.decoder_start_token_id, config.no_timestamps_token_id - 1)
         self._info = models.info()
+        # one mode at a time, whichever thread asks (a live session decodes on its own thread): two at
+        # once would share the cores and each other's timing hooks
+        self._busy = threading.RLock()
 
     @classmethod
     def load(cls, preset: str | None = None, warmup: bool = True, speculative: str = "lean") -> "Arena":
@@ -234,9 +238,10 @@ class Arena:
                 progress(index / len(ordered), f"{mode}…")
             strategy = self.strategies[mode]
             algorithm = self._algorithm(audio, options, strategy)
-            if algorithm not in prepared:
-                prepared[algorithm] = self._prepare(audio, algorithm)
-            result = self._decode(strategy, prepared[algorithm], options)
+            with self._busy:
+                if algorithm not in prepared:
+                    prepared[algorithm] = self._prepare(audio, algorithm)
+                result = self._decode(strategy, prepared[algorithm], options)
             if mode == "teacher":
                 teacher_result = result
             elif mode == "speculative":
@@ -247,7 +252,7 @@ class Arena:
 
     def detect_language(self, audio: np.ndarray) -> str:
         features = self._features([audio[: int(WINDOW_S * SAMPLE_RATE)]])
-        with torch.inference_mode():
+        with self._busy, torch.inference_mode():
             token = self.models.teacher.detect_language(input_features=features)[0].item()
         return self.tokenizer.convert_ids_to_tokens(token).strip("<|>")
 

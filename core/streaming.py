@@ -37,8 +37,11 @@ invites whisper-base to repeat itself.
 
 from __future__ import annotations
 
+import logging
+import queue
 import re
 import statistics
+import threading
 import time
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -79,6 +82,12 @@ DECODE_EVERY_S = 0.5  # re-decode at most once per this much new audio
 FRESH_S = 0.1  # decode only audio that ended at most one chunk + this long ago: older means queued chunks
 SLOW_UPDATES = 3  # this many updates in a row slower than DECODE_EVERY_S means falling behind
 MAX_SESSION_S = 600.0  # ten minutes
+IDLE_END_S = 30.0  # a LiveSession that gets no chunk for this long (a closed tab) finishes by itself
+SETTLE_S = 0.3  # on finish, wait until no chunk came for this long: the browser sends its last ones after "stop"
+MAX_SETTLE_S = 2.0
+
+
+log = logging.getLogger(__name__)
 
 
 class StreamTooLongError(AudioTooLongError):
@@ -213,6 +222,7 @@ class LiveTranscriber:
         self._rtfx = 0.0
         self._max_buffer = 0
         self._slow_streak = 0
+        self._capped = False  # the session cap was reached
         self._finished = False
 
     # ---- public API ------------------------------------------------------------------------------
@@ -235,6 +245,7 @@ class LiveTranscriber:
         audio = to_mono_16k(samples, sample_rate)
         room = int(self.max_session_s * SAMPLE_RATE) - self._received
         if room <= 0:
+            self._capped = True
             raise StreamTooLongError(self._too_long_message())
         over = len(audio) > room
         audio = audio[:room]
@@ -248,6 +259,7 @@ class LiveTranscriber:
         for start in range(0, len(audio), piece):
             self._append(audio[start : start + piece], self._received - len(audio) + start, arrived_at)
         if over:
+            self._capped = True
             raise StreamTooLongError(self._too_long_message())
 
     def process(self) -> StreamState:
@@ -276,8 +288,8 @@ class LiveTranscriber:
     def state(self) -> StreamState:
         behind = self._slow_streak >= SLOW_UPDATES
         every = self._last_update_s if behind else self.min_decode_every_s
-        message = ""
-        if behind:
+        message = self._too_long_message() if self._capped else ""
+        if behind and not self._capped:
             message = (
                 f"This machine cannot re-transcribe every {self.min_decode_every_s:g} s of audio in {self.mode} "
                 f"mode; it updates every {every:.1f} s, so live text lags more."
@@ -477,3 +489,73 @@ class LiveTranscriber:
             f"Live transcription stops after {cap}: the rest of this recording was not transcribed. "
             "Press stop to keep what was heard, then start a new recording."
         )
+
+
+class LiveSession:
+    """A LiveTranscriber decoded on a thread of its own, fed from any other without waiting.
+
+    A browser stream drops the chunks recorded while its handler runs, so the handler must only hand
+    a chunk over: `feed` queues it and returns the state of the latest update. The worker appends
+    everything that has arrived, then decodes, back to back (the caller core.bench_stream models).
+    """
+
+    def __init__(self, transcriber: LiveTranscriber, idle_end_s: float = IDLE_END_S):
+        self.transcriber = transcriber
+        self.idle_end_s = idle_end_s
+        self._inbox: queue.Queue = queue.Queue()
+        self._state = transcriber.state
+        self._error: Exception | None = None
+        self._fed_at = transcriber._clock()
+        self._worker = threading.Thread(target=self._run, name="live-session", daemon=True)
+        self._worker.start()
+
+    @property
+    def state(self) -> StreamState:
+        """The latest update's state; raises what the worker failed with (an ArenaError reads as a message)."""
+        if self._error is not None:
+            raise self._error
+        return self._state
+
+    def feed(self, samples: np.ndarray, sample_rate: int) -> StreamState:
+        """Queue one chunk (stamped now, as it arrived) and return at once."""
+        self._fed_at = self.transcriber._clock()
+        self._inbox.put((samples, sample_rate, self._fed_at))
+        return self.state
+
+    def finish(self, timeout_s: float | None = None) -> StreamState:
+        """Take the chunks still on their way, decode what is queued, commit the tail, stop the worker."""
+        clock, waited = self.transcriber._clock, 0.0
+        while clock() - self._fed_at < SETTLE_S and waited < MAX_SETTLE_S:
+            time.sleep(SETTLE_S / 3)
+            waited += SETTLE_S / 3
+        self._inbox.put(None)
+        self._worker.join(timeout_s)
+        return self.state
+
+    def recording(self) -> np.ndarray:
+        return self.transcriber.recording()
+
+    def _run(self) -> None:
+        live, ended = self.transcriber, False
+        try:
+            while not ended:
+                try:
+                    items = [self._inbox.get(timeout=self.idle_end_s)]
+                except queue.Empty:
+                    items = [None]  # nobody feeds this session any more
+                while not self._inbox.empty():
+                    items.append(self._inbox.get_nowait())
+                for item in items:
+                    if item is None:
+                        ended = True
+                    elif not ended:
+                        try:
+                            live.insert(*item)
+                        except StreamTooLongError:
+                            pass  # kept up to the cap; the state says so
+                self._state = live.state if ended else live.process()
+            live.finish()
+            self._state = live.state
+        except Exception as err:  # noqa: BLE001 - handed to the feeding thread
+            log.exception("live session failed")
+            self._error = err

@@ -8,6 +8,7 @@ the pace, queued chunks and the session cap in milliseconds.
 """
 
 import subprocess
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,7 +19,7 @@ from core.audio import FFMPEG, SAMPLE_RATE, load_audio
 from core.engine import Options
 from core.errors import ArenaError, AudioTooLongError
 from core.metrics import wer
-from core.streaming import LiveTranscriber, StreamTooLongError, _covered, percentile
+from core.streaming import LiveSession, LiveTranscriber, StreamTooLongError, _covered, percentile
 
 BROWSER_RATE = 48000
 
@@ -270,6 +271,41 @@ def test_lost_audio_does_not_stall_the_updates():
     live, _ = drained_stream(audio, cost=lambda s: 0.2, lost=set(range(10, 16)))  # 3 s lost
     assert live.state.decodes > 25  # about one per chunk after the gap too
     assert len(live.state.committed_text.split()) >= 40
+
+
+class SlowToneArena(ToneArena):
+    """Takes real time to decode, as a model does."""
+
+    def transcribe(self, audio, options):
+        time.sleep(0.03)
+        return super().transcribe(audio, options)
+
+
+def test_live_session_feeds_without_waiting_and_loses_no_chunk():
+    """The browser's way: 0.1 s chunks handed over from another thread while the worker decodes."""
+    audio = tone_speech(40, pause_every=6)
+    session = LiveSession(LiveTranscriber(SlowToneArena(Clock()), "teacher"))
+    waits, step = [], SAMPLE_RATE // 10
+    for start in range(0, len(audio), step):
+        began = time.perf_counter()
+        session.feed(audio[start : start + step], SAMPLE_RATE)
+        waits.append(time.perf_counter() - began)
+        time.sleep(0.01)  # ten times real time
+    state = session.finish()
+    assert state.finished and state.committed_text == words(40)
+    assert len(session.recording()) == len(audio)
+    assert max(waits) < 0.02 and state.decodes > 5  # decodes ran meanwhile, on the worker
+
+
+def test_live_session_hands_the_workers_error_to_the_caller():
+    class Broken(ToneArena):
+        def transcribe(self, audio, options):
+            raise ArenaError("the models are gone")
+
+    session = LiveSession(LiveTranscriber(Broken(Clock()), "teacher"))
+    session.feed(tone_speech(5), SAMPLE_RATE)
+    with pytest.raises(ArenaError, match="gone"):
+        session.finish()
 
 
 def test_session_cap_keeps_the_audio_heard_and_says_so():

@@ -17,7 +17,7 @@ from core.audio import duration_s, load_audio
 from core.engine import Arena, Options
 from core.errors import ArenaError
 from core.results import MODES
-from core.streaming import LiveTranscriber, StreamTooLongError
+from core.streaming import LiveSession, LiveTranscriber
 from core.subtitles import SUBTITLE_FORMATS, write_subtitles
 from core.youtube import fetch_audio, parse_youtube_url
 from ui import render
@@ -75,35 +75,30 @@ def transcribe_youtube_video(url, modes, timestamps, long_form, language, refere
         yield from _stream_page(_stream_run(title, "youtube", audio, options, reference, out_dir, progress), history)
 
 
-def live_chunk(chunk, transcriber: LiveTranscriber | None, live_mode):
-    """One streamed microphone chunk ((rate, int16 samples)): commit what two hypotheses agree on."""
+async def live_chunk(chunk, session: LiveSession | None, live_mode):
+    """One streamed microphone chunk ((rate, int16 samples)): hand it to the session's own thread and
+    show its latest update. It must return at once, so it runs on the event loop itself: the browser
+    drops what it records while a chunk is on its way."""
     with _user_errors():
-        if transcriber is None:
-            transcriber = LiveTranscriber(_require_arena(), live_mode or "student")
-        if chunk is None:
-            return render.live_markdown(transcriber.state), transcriber
-        rate, samples = chunk
-        try:
-            state = transcriber.update(samples, rate)
-        except StreamTooLongError:
-            state = transcriber.state  # the cap's message is in the state; what was heard is kept
-        return render.live_markdown(state), transcriber
+        if session is None:
+            session = LiveSession(LiveTranscriber(_require_arena(), live_mode or "student"))
+        state = session.state if chunk is None else session.feed(chunk[1], chunk[0])
+        return render.live_markdown(state), session
 
 
 @gpu
-def live_stop(transcriber: LiveTranscriber | None, compare, modes, timestamps, long_form, language, reference, history,
+def live_stop(session: LiveSession | None, compare, modes, timestamps, long_form, language, reference, history,
               progress=gr.Progress()):
     """Flush the live text; then, if asked, run the chosen modes on the whole recording side by side."""
     with _user_errors(), tempfile.TemporaryDirectory(prefix="arena-live-") as out_dir:
-        if transcriber is None:
+        if session is None:
             raise _refusal("Nothing was recorded: allow the microphone, press Record and speak.")
-        transcriber.finish()
-        live_view = render.live_markdown(transcriber.state)
+        live_view = render.live_markdown(session.finish())
         if not compare:
             yield (live_view, None, *([gr.skip()] * PAGE_OUTPUTS))
             return
         options = _options(modes, timestamps, long_form, language)
-        run = _stream_run("live recording", "microphone", transcriber.recording(), options, reference, out_dir, progress)
+        run = _stream_run("live recording", "microphone", session.recording(), options, reference, out_dir, progress)
         for update in _stream_page(run, history):
             yield (live_view, None, *update)
 

@@ -187,8 +187,8 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
         live_audio.start_recording(lambda: None, outputs=live_session, api_visibility="private")
         live_audio.stream(
             handlers.live_chunk, [live_audio, live_session, live_mode], [live_text, live_session],
-            stream_every=LIVE_CHUNK_S, time_limit=LIVE_TIME_LIMIT_S, concurrency_id=MODELS, api_visibility="private",
-            show_progress="hidden",
+            stream_every=LIVE_CHUNK_S, time_limit=LIVE_TIME_LIMIT_S, api_visibility="private", show_progress="hidden",
+            concurrency_limit=None,  # instant: it only queues the chunk (decoding runs on the session's thread)
         )
         live_audio.stop_recording(
             handlers.live_stop, [live_session, live_compare, *options, history],

@@ -212,10 +212,14 @@ def history_chart(history: list[dict]) -> pd.DataFrame:
 
 def live_markdown(state) -> str:
     """Committed words in full, the unconfirmed tail in grey, then the live latency figures."""
-    tentative = f' <span style="color:#9ca3af">{html.escape(state.tentative_text)}</span>' if state.tentative_text else ""
-    text = html.escape(state.committed_text) + tentative or "<em>Listening…</em>"
+    committed = f'<span id="live-committed">{html.escape(state.committed_text)}</span>' if state.committed_text else ""
+    tentative = (f' <span id="live-tentative" style="color:#9ca3af">{html.escape(state.tentative_text)}</span>'
+                 if state.tentative_text else "")
+    text = committed + tentative or "<em>Listening…</em>"
     median, p95 = state.latency_median_s, state.latency_p95_s
     figures = [f"{state.audio_s:.1f} s heard", f"buffer {state.buffer_s:.1f} s", f"{state.decodes} updates"]
+    if state.finished:
+        figures.insert(0, "stopped")
     if median is not None:
         figures.append(f"commit latency median {median:.2f} s, p95 {p95:.2f} s")
     if state.decodes:
