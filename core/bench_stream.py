@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=sorted(PRESETS), help="default: ARENA_PRESET, else the device's default")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--clip", default=DEFAULT_CLIP, help=f"any audio/video file (default {DEFAULT_CLIP})")
-    parser.add_argument("--chunk-s", type=float, default=0.5, help="seconds per browser chunk (default 0.5)")
+    parser.add_argument("--chunk-s", type=float, default=0.1,
+                        help="seconds per browser chunk (default 0.1: what the app's microphone sends)")
     parser.add_argument("--rate", type=int, default=48000, help="browser sample rate (default 48000)")
     parser.add_argument("--trim-s", type=float, help="trim the buffer beyond this many seconds")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")

@@ -7,7 +7,8 @@ student's encoder is the teacher's), and each mode is charged its time, so a mod
 costs alone. With timestamps, transformers must encode inside generate() (it re-encodes when a window
 ends mid-segment), so each such mode runs its own pass; the first is shared with the others. Silence and noise give no text (core/gate.py);
 the sequential algorithm applies Whisper's no-speech rule inside transformers instead, with each
-mode's own decoder as the judge.
+mode's own decoder as the judge. A forced prefix (`Options.prefix`: the words a live update already
+committed) is decoded by our own greedy loops (core/speculative.py), since generate() no longer takes one.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ AUDIO_DIR = Path(__file__).resolve().parents[1] / "assets" / "audio"
 ATTRIBUTION_FILE = AUDIO_DIR / "ATTRIBUTION.txt"
 QUEUE_SIZE = 16  # waiting requests
 CACHE_CLEANUP = (3600, 7200)  # every hour, delete uploads and result files older than two hours
-LIVE_CHUNK_S = 0.5  # the browser sends microphone audio this often
+LIVE_CHUNK_S = 0.5  # asked of Gradio; measured in this page, its microphone sends 0.1 s chunks
 LIVE_TIME_LIMIT_S = 600  # one live session at most (the transcriber's own cap too)
 MODELS = "models"  # the concurrency group of every event that runs the models: one job at a time
 THEME = gr.themes.Soft(primary_hue="blue", secondary_hue="emerald")
