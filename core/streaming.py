@@ -162,6 +162,18 @@ def _covered(ref: list[str], hyp: list[str]) -> int:
     return min(end_hyp + len(ref) - end_ref, len(hyp))
 
 
+def _through(ref: list[str], hyp: list[str]) -> int | None:
+    """How many words of `ref` all of `hyp` says, if `hyp` ends on a word aligned with `ref` (else None):
+    a trim must not trust a decode of the audio to drop that ends on words nobody committed (a loop)."""
+    blocks = [
+        m for m in SequenceMatcher(None, ref, hyp, autojunk=False).get_matching_blocks()
+        if m.size and abs(m.b - m.a) <= MAX_SHIFT_WORDS
+    ]
+    if not hyp or not blocks or blocks[-1].b + blocks[-1].size != len(hyp):
+        return None
+    return blocks[-1].a + blocks[-1].size
+
+
 def _frame_db(audio: np.ndarray) -> np.ndarray:
     n = len(audio) // FRAME
     x = audio[: n * FRAME].reshape(n, FRAME)
@@ -372,15 +384,16 @@ class LiveTranscriber:
             return
         dropped = self._decode(self._buffer[:cut])
         norm, in_buffer = [_norm(w) for w in dropped], [_norm(w) for w in self._in_buffer]
-        known = _covered(in_buffer, norm)  # words of the dropped audio already committed
-        if known < len(dropped) and not force:
+        said = _through(in_buffer, norm) if norm else 0  # committed words the dropped audio holds
+        if said is None and not force:
             self._no_trim_before = self._offset + len(self._buffer) + int(TRIM_RETRY_S * SAMPLE_RATE)
             return
-        if known < len(dropped):
+        if said is None:
+            known = _covered(in_buffer, norm)  # words of the dropped audio already committed
             self._commit([(w, self._stamp()) for w in dropped[known:]])
             self._in_buffer, self._tentative = [], []
         else:
-            self._in_buffer = self._in_buffer[_covered(norm, in_buffer) :]
+            self._in_buffer = self._in_buffer[said:]
         self._buffer = self._buffer[cut:]
         self._speech_confirmed = False
         self._offset += cut

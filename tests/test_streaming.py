@@ -19,7 +19,7 @@ from core.audio import FFMPEG, SAMPLE_RATE, load_audio
 from core.engine import Options
 from core.errors import ArenaError, AudioTooLongError
 from core.metrics import wer
-from core.streaming import LiveSession, LiveTranscriber, StreamTooLongError, _covered, percentile
+from core.streaming import LiveSession, LiveTranscriber, StreamTooLongError, _covered, _through, percentile
 
 BROWSER_RATE = 48000
 
@@ -338,3 +338,12 @@ def test_alignment_and_percentile():
     # a phrase repeated later is not where the committed words end
     assert _covered("can do for you".split(), "can do for you ask what you can do for".split()) == 4
     assert percentile([], 95) is None and percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile(range(100), 95) == 94
+
+
+def test_a_trim_trusts_only_a_decode_that_ends_on_committed_words():
+    committed = "the purpose of this test is to give you an audible sense".split()
+    assert _through(committed, "the purpose of this test".split()) == 5
+    assert _through(committed, "the purpose of these test".split()) == 5  # one word heard otherwise
+    assert _through(committed, "the purpose of this test you are country you are country".split()) is None  # a loop
+    assert _through(committed, "the purpose of this test is".split()) == 6
+    assert _through([], "the purpose".split()) is None
