@@ -363,8 +363,12 @@ class LiveTranscriber:
         if not len(speech):
             return n, n  # it opened on speech, the floor rose since: decode it all, once
         gaps = np.diff(np.append(speech, n // FRAME)) - 1  # silent frames after each speech frame
-        pause_s = PHRASE_PAUSE_S if n > self.trim_s * SAMPLE_RATE else END_PAUSE_S
-        long = np.flatnonzero(gaps * GATE_FRAME_S >= pause_s)
+        long = np.flatnonzero(gaps * GATE_FRAME_S >= END_PAUSE_S)
+        if not len(long) and n > self.trim_s * SAMPLE_RATE:
+            # a phrase pause, but only one after every committed word: the next buffer must not say them again
+            said_by = next((end - self._offset for end, heard in self._heard if heard >= len(self._committed)), None)
+            phrase = (gaps * GATE_FRAME_S >= PHRASE_PAUSE_S) & ((speech + 1) * FRAME >= (said_by if said_by is not None else n))
+            long = np.flatnonzero(phrase)
         if not len(long):
             return None
         k = long[-1]
