@@ -325,8 +325,8 @@ class LiveTranscriber:
     # ---- the commit rule -------------------------------------------------------------------------
 
     def _decode_and_commit(self, stamp: float) -> None:
-        tail = self._stamped(self._continue(self._buffer), stamp)
-        agreed = min(self._agreed(tail), len(tail) - 1)  # the last word heard may be cut short, its punctuation a guess
+        tail, agreed = self._stamped(self._continue(self._buffer), stamp)
+        agreed = min(agreed, len(tail) - 1)  # the last word heard may be cut short, its punctuation a guess
         self._commit(tail[:agreed])
         self._tentative = tail[agreed:]
         self._heard.append((self._offset + len(self._buffer), len(self._committed) + len(self._tentative)))
@@ -335,7 +335,7 @@ class LiveTranscriber:
 
     def _flush(self, stamp: float, end: int, resume: int) -> None:
         """End of an utterance: decode the buffer up to `end`, commit all of it, go on from `resume`."""
-        self._commit(self._stamped(self._continue(self._buffer[:end]), stamp))
+        self._commit(self._stamped(self._continue(self._buffer[:end]), stamp)[0])
         rest, self._offset = self._buffer[resume:], self._offset + resume
         self._buffer, self._in_buffer, self._tentative, self._heard = self._buffer[:0], [], [], []
         self._speech_confirmed = False
@@ -344,15 +344,12 @@ class LiveTranscriber:
         else:
             self._preroll = rest[-int(PREROLL_S * SAMPLE_RATE) :]
 
-    def _agreed(self, tail: list[tuple[str, float]]) -> int:
-        """LocalAgreement-2: how many leading words the previous hypothesis's tail and this one share."""
-        return _common_prefix([_norm(w) for w, _ in self._tentative], [_norm(w) for w, _ in tail])
-
-    def _stamped(self, words: list[str], stamp: float) -> list[tuple[str, float]]:
+    def _stamped(self, words: list[str], stamp: float) -> tuple[list[tuple[str, float]], int]:
         """This hypothesis's words (its spelling: it heard more), each stamped with the arrival that first
-        let a hypothesis say it: the previous stamp where the two agree, `stamp` after."""
+        let a hypothesis say it, and how many leading words it shares with the previous hypothesis's
+        tail (LocalAgreement-2): those keep their earlier stamp, the rest get `stamp`."""
         agreed = _common_prefix([_norm(w) for w, _ in self._tentative], [_norm(w) for w in words])
-        return [(w, self._tentative[i][1] if i < agreed else stamp) for i, w in enumerate(words)]
+        return [(w, self._tentative[i][1] if i < agreed else stamp) for i, w in enumerate(words)], agreed
 
     def _utterance_end(self) -> tuple[int, int] | None:
         """(end, resume) around the latest pause of END_PAUSE_S after speech (PHRASE_PAUSE_S once the buffer
