@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from core.audio import SAMPLE_RATE, load_audio
-from core.engine import SPECULATIVE_IMPLEMENTATIONS, WINDOW_S, Arena, Options
+from core.engine import Arena, Options
+from core.windows import WINDOW_S
 from core.metrics import corpus_wer
-from core.results import MODES
+from core.modes import MODES
 
 PEER = "faster-whisper"
 LONG_GAP_S = 0.5
@@ -198,7 +199,7 @@ def summarise(arena: Arena, stats: dict[str, ModeStats], clips: int, mismatches:
             "acceptance_rate": round(s.accepted / s.drafted, 4) if s.drafted else None,
             "peak_rss_mb": round(s.peak_rss_mb, 0) if s.peak_rss_mb else None,
         }
-    return {"preset": info.preset, "device": info.device, "dtype": info.dtype, "speculative": arena.speculative, "clips": clips,
+    return {"preset": info.preset, "device": info.device, "dtype": info.dtype, "clips": clips,
             "speculative_mismatches": mismatches, "modes": modes,
             "requests": {"wall_s": round(requests.wall_s, 2), "modes_charged_s": round(requests.charged_s, 2)}}
 
@@ -214,7 +215,6 @@ def markdown(summary: dict) -> str:
 
     lines = [
         f"preset `{summary['preset']}` on {summary['device']} ({summary['dtype']}), {summary['clips']} clips, "
-        f"speculative implementation `{summary['speculative']}`, "
         f"speculative ≠ teacher: {summary['speculative_mismatches']}",
         "",
         "| mode | params (M) | rel. latency | RTFx | tokens/s | short-form WER | long-form WER | acceptance | peak RSS (MB) |",
@@ -264,14 +264,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="long-form algorithms to score (none: skip long-form)")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
                         help="add faster-whisper on the same weights (local preset, when installed)")
-    parser.add_argument("--speculative", default="lean", choices=SPECULATIVE_IMPLEMENTATIONS,
-                        help="our draft-and-verify loop, or transformers' assisted generation")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args(argv)
 
     quiet_libraries()
-    arena = Arena.load(args.preset, speculative=args.speculative)
+    arena = Arena.load(args.preset)
     clips = load_clips(args.data, args.limit)
     peer = None
     if args.peer and arena.info.preset == "local":

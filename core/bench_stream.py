@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from core.audio import FFMPEG
-from core.results import MODES
+from core.modes import MODES
 
 DEFAULT_CLIP = "assets/audio/jfk.wav"
 

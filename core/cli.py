@@ -7,13 +7,10 @@ import json
 import logging
 import sys
 
-from core.results import MODES
-
-JSON_KEYS = ("file", "mode", "text", "latency_s", "audio_s", "rtfx", "tokens", "tokens_per_s", "encoder_s", "decode_s")
-
+from core.modes import MODES
 
 def quiet_libraries() -> None:
-    """transformers warns on every assisted-generation call; keep the console for results."""
+    """Keep the console for results: no transformers warnings or progress bars."""
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -35,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--long-form", default="chunked", choices=("chunked", "sequential"))
     run.add_argument("--timestamps", action="store_true")
     run.add_argument("--language", default="en", help="language code, or 'auto' to detect with the teacher")
+    run.add_argument("--batch-size", type=int, default=8, help="windows the student and the teacher decode together")
     run.add_argument("--json", action="store_true", help="one JSON object per file and mode")
     return parser
 
@@ -69,6 +67,7 @@ def transcribe(args) -> int:
         timestamps=args.timestamps,
         long_form=args.long_form,
         language=None if args.language == "auto" else args.language,
+        batch_size=args.batch_size,
     )
     failed = 0
     for file in args.files:

@@ -1,14 +1,13 @@
-"""Transcribe one clip with student, teacher and speculative decoding: one runner, three strategies.
+"""Transcribe one clip with student, teacher and speculative decoding: the facade.
 
-Every mode decodes greedily (num_beams=1) from the same log-mel features. Audio up to 30 s is one
-window; longer audio is cut into overlapping chunks (merged the way transformers' pipeline does) or
-decoded with OpenAI's sequential algorithm. The modes share each window's encoder output (the
-student's encoder is the teacher's), and each mode is charged its time, so a mode's latency is what it
-costs alone. With timestamps, transformers must encode inside generate() (it re-encodes when a window
-ends mid-segment), so each such mode runs its own pass; the first is shared with the others. Silence and noise give no text (core/gate.py);
-the sequential algorithm applies Whisper's no-speech rule inside transformers instead, with each
-mode's own decoder as the judge. A forced prefix (`Options.prefix`: the words a live update already
-committed) is decoded by our own greedy loops (core/speculative.py), since generate() no longer takes one.
+`Arena` decides the order of the modes, shares the work they have in common, and charges it: every mode
+decodes the same windows (core/windows.py, planned from speech by core/vad.py) from the same features and
+the same encoder output, computed once per request; each mode's latency counts every piece it used as if
+it had run alone, so the ratios between modes compare the modes, not the order they ran in. Every mode
+runs the same seek loop (core/transcribe.py) on the same decoding loop (core/decoding.py): the student and
+the teacher decode greedily in batches of windows, speculative decoding one window at a time with the
+student drafting. The teacher judges Whisper's no-speech rule for every mode (the student's mode pays
+for one teacher decoder step per segment).
 """
 
 from __future__ import annotations
@@ -16,33 +15,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from transformers.modeling_outputs import BaseModelOutput
-
 from core.audio import SAMPLE_RATE
+from core.decoding import Decoded, DecoderModel, DraftModel, SpecialTokens, Task, decode, new_cache
 from core.errors import ArenaError
-from core.gate import LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, NoSpeechRule, has_speech
 from core.models import LoadedModels, load_models
+from core.modes import MODES, TRAITS
 from core.presets import get_preset
-from core.results import MODES, ModelInfo, ModeResult, Segment
-from core.speculative import GreedyDecoder, SpeculativeDecoder
+from core.results import DraftPass, ModelInfo, ModeResult, Segment, Timing, WindowReport
+from core.transcribe import WindowTranscript, transcribe
+from core.vad import speech_regions
+from core.windows import WINDOW_S, Features, Window, features, plan, whole
 
-WINDOW_S = 30.0  # Whisper's receptive field
-STRIDE_FRACTION = 1 / 6  # overlap on each side of a chunk, as in transformers' pipeline
-TIME_PRECISION = 0.02  # seconds per timestamp token
-MAX_NEW_TOKENS = 440  # Whisper's decoder holds 448 positions, 4 of them taken by the prompt
-TOKENS_PER_SECOND_CAP = 12  # fast speech is ~5 tokens/s; timestamps add ~1/s
 LONG_FORM_ALGORITHMS = ("chunked", "sequential")
-SPECULATIVE_IMPLEMENTATIONS = ("lean", "transformers")
-SPECULATIVE_TIMESTAMPS_NOTE = (
-    "Speculative decoding runs without timestamps: transformers returns wrong text when assisted "
-    "generation predicts timestamps. Its text equals the teacher's; use the teacher's segments."
-)
+ENCODER_CACHE_BYTES = 2 << 30  # encoder outputs kept for the other modes of a request (host memory on a GPU)
+BATCH_NOTE = ("The student and the teacher decode {batch} windows at a time; speculative decoding takes one at a "
+              "time, so on long audio batching and speculation compete: its speed-up is against the batched teacher.")
 
 log = logging.getLogger(__name__)
 
@@ -53,147 +47,144 @@ class Options:
     timestamps: bool = False
     long_form: str = "chunked"  # or "sequential" (audio over 30 s only)
     language: str | None = "en"  # None: detected once by the teacher, then used by every mode
-    batch_size: int = 8  # chunks decoded together (speculative decoding is limited to 1)
-    prefix: str = ""  # text the transcript is forced to begin with (short-form, no timestamps): a live update's committed words
-    no_speech_rule: bool = True  # False: the caller knows this audio holds speech (core/gate.py's rule is skipped)
+    batch_size: int = 8  # windows the student and the teacher decode together (speculative decoding: 1)
+    prefix: str = ""  # text the transcript is forced to begin with (<= 30 s, no timestamps): a live update's committed words
+    no_speech_rule: bool = True  # False: the caller knows this audio holds speech (a live utterance already judged)
+    vad: bool = True  # plan windows from speech; False: the audio (<= 30 s) is one window (a live buffer is gated already)
 
 
-@dataclass(frozen=True)
-class Strategy:
-    """What differs between the three modes: which model decodes, and with which draft model."""
+class EncoderCache:
+    """Encoder outputs of a request, bounded: on a GPU they wait in host memory, so GPU memory stays flat
+    however long the audio; past `max_bytes` the oldest are dropped (a later mode then encodes again)."""
 
-    mode: str
-    model: object
-    assistant: object | None = None  # draft model for transformers' assisted generation
-    drafter: SpeculativeDecoder | None = None  # or our lean draft-and-verify loop
-    greedy: GreedyDecoder | None = None  # our lean loop for one model: it can continue a forced prefix
-    max_batch: int | None = None
-    timestamps: bool = True
+    def __init__(self, device: torch.device, max_bytes: int = ENCODER_CACHE_BYTES):
+        self.device, self.max_bytes, self.bytes = device, max_bytes, 0
+        self._items: OrderedDict = OrderedDict()
+        self.seconds: dict = {}  # what each output cost, kept after eviction: modes are charged as if alone
+
+    def get(self, key) -> torch.Tensor | None:
+        if key not in self._items:
+            return None
+        self._items.move_to_end(key)
+        return self._items[key].to(self.device, non_blocking=True)
+
+    def put(self, key, states: torch.Tensor, seconds: float) -> None:
+        kept = states.to("cpu") if self.device.type == "cuda" else states
+        self._items[key] = kept
+        self.seconds[key] = seconds
+        self.bytes += kept.numel() * kept.element_size()
+        while self.bytes > self.max_bytes and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
 
 
 @dataclass
-class Window:
+class _Request:
+    """The work the modes of one request share, each piece with the seconds it took."""
+
     audio: np.ndarray
-    offset_s: float
-    stride_s: tuple[float, float, float] | None = None  # (length, left overlap, right overlap)
+    options: Options
+    plans: dict[str, tuple[list[Window], float]] = field(default_factory=dict)  # algorithm -> windows, VAD seconds
+    features: dict[Window, tuple[Features, float]] = field(default_factory=dict)
+    encoded: EncoderCache | None = None
+    judged: dict[tuple[Window, int], tuple[float, float]] = field(default_factory=dict)  # teacher P(no speech)
+    language_s: float = 0.0
 
 
-@dataclass
-class _Prepared:
-    """Features computed once per algorithm and shared by every mode that uses it."""
+class _ModeRun:
+    """One mode on one request: the `Runner` core/transcribe.py drives, keeping this mode's charges."""
 
-    algorithm: str
-    audio_s: float
-    windows: list[Window]
-    features: torch.Tensor
-    attention_mask: torch.Tensor | None
-    features_s: float
-    speech: list[bool] = field(default_factory=list)  # the energy gate, per window
-    # encoder output per (encoder, window) and the teacher's no-speech probability per window, each with
-    # the seconds it took: computed by the first mode that needs it, charged to every mode that uses it
-    encoded: dict[tuple[int, int], tuple[torch.Tensor, float]] = field(default_factory=dict)
-    no_speech: dict[int, tuple[float, float]] = field(default_factory=dict)
+    def __init__(self, arena: "Arena", mode: str, request: _Request):
+        self.arena, self.mode, self.request = arena, mode, request
+        traits = TRAITS[mode]
+        self.model = arena.decoders[traits.model]
+        self.encoder = arena.models.teacher.model.encoder if traits.model == "teacher" else arena.models.student.model.encoder
+        self.draft = arena.draft if traits.drafts else None
+        self.batch_size = request.options.batch_size if traits.batches else 1
+        self.timestamp_begin = arena.special.timestamp_begin
+        self.judge = mode == "student" and request.options.no_speech_rule  # the teacher judges the student's windows
+        self.used_features: set[Window] = set()
+        self.used_encodings: set = set()
+        self.timing = Timing(judge_s=request.language_s)
+        self.decodes: list[tuple[Window, int, Decoded]] = []
+
+    def features_of(self, window: Window) -> Features:
+        self.used_features.add(window)
+        return self.arena._features(self.request, window)
+
+    def encode(self, jobs):
+        return self._encode(self.encoder, jobs)
+
+    def _encode(self, encoder, jobs):
+        states = self.arena._encode(self.request, encoder, jobs)
+        self.used_encodings.update((id(encoder), w, seek) for w, seek, _ in jobs)
+        return states
+
+    def decode(self, states: torch.Tensor, task: Task, jobs) -> list[Decoded]:
+        arena = self.arena
+        draft_states = None
+        if self.draft is not None and not arena.models.shared_encoder:
+            draft_states = self._encode(arena.models.student.model.encoder, jobs)
+        started = arena._now()
+        if self.draft is None:
+            decoded = decode(self.model, states, task, arena.special, clock=arena._now)
+        else:
+            decoded = [decode(self.model, states[i : i + 1],
+                              replace(task, limits=task.limits[i : i + 1], seeds=task.seeds[i : i + 1]),
+                              arena.special, self.draft, arena._now,
+                              None if draft_states is None else draft_states[i : i + 1])[0]
+                       for i in range(len(states))]
+        elapsed = arena._now() - started
+        draft_s = sum(d.draft_s for d in decoded)
+        self.timing = replace(self.timing, draft_s=self.timing.draft_s + draft_s,
+                              verify_s=self.timing.verify_s + elapsed - draft_s)
+        if self.judge:
+            teacher_states = self._encode(arena.models.teacher.model.encoder, jobs)
+            probs = arena._judge(self.request, teacher_states, task, jobs, self)
+            for d, p in zip(decoded, probs):
+                d.no_speech_prob = p
+        self.decodes += [(w, seek, d) for (w, seek, _), d in zip(jobs, decoded)]
+        return decoded
+
+    def text(self, tokens) -> str:
+        return self.arena.tokenizer.decode(self.arena.special.text_only(tokens))
+
+    def charged(self) -> Timing:
+        request = self.request
+        return replace(
+            self.timing,
+            features_s=sum(request.features[w][1] for w in self.used_features),
+            encoder_s=sum(request.encoded.seconds[key] for key in self.used_encodings),
+        )
 
 
-def max_new_tokens(window_s: float) -> int:
-    """Cap output length by audio length: a looping decoder stops early instead of at 448 tokens."""
-    return min(MAX_NEW_TOKENS, int(TOKENS_PER_SECOND_CAP * window_s) + 16)
-
-
-def plan_chunks(audio: np.ndarray, chunk_length_s: float) -> list[Window]:
-    """Overlapping chunks; the overlaps let the merge drop words cut at chunk edges."""
-    chunk = int(chunk_length_s * SAMPLE_RATE)
-    stride = int(round(chunk_length_s * STRIDE_FRACTION * SAMPLE_RATE))
-    step = chunk - 2 * stride
-    windows = []
-    for start in range(0, len(audio), step):
-        piece = audio[start : start + chunk]
-        is_last = start + chunk >= len(audio)
-        left, right = (0 if start == 0 else stride), (0 if is_last else stride)
-        if len(piece) > left:
-            windows.append(Window(piece, start / SAMPLE_RATE, (len(piece) / SAMPLE_RATE, left / SAMPLE_RATE, right / SAMPLE_RATE)))
-        if is_last:
-            break
-    return windows
-
-
-class _Meter:
-    """Times encoder passes and counts decoder calls through forward hooks, inside `generate`."""
-
-    def __init__(self, encoder, decoder, draft_decoder, synchronize: bool):
-        self.encoder_s = 0.0
-        self.decoder_calls = 0
-        self.draft_calls = 0
-        self.generated = 0  # tokens produced by generate(), end-of-text included
-        self.drafted = 0  # lean speculative loop: its own exact counts
-        self.accepted = 0
-        self._sync = synchronize
-        self._start = 0.0
-        self._hooks = [
-            encoder.register_forward_pre_hook(self._encoder_start),
-            encoder.register_forward_hook(self._encoder_end),
-            decoder.register_forward_hook(self._count_decoder),
-        ]
-        if draft_decoder is not None:
-            self._hooks.append(draft_decoder.register_forward_hook(self._count_draft))
-
-    def _now(self) -> float:
-        if self._sync:
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def _encoder_start(self, *_):
-        self._start = self._now()
-
-    def _encoder_end(self, *_):
-        self.encoder_s += self._now() - self._start
-
-    def _count_decoder(self, *_):
-        self.decoder_calls += 1
-
-    def _count_draft(self, *_):
-        self.draft_calls += 1
-
-    def close(self):
-        for hook in self._hooks:
-            hook.remove()
+def _emitted(decoded: Decoded, p) -> int | None:
+    """The token a speculative pass added after its kept drafts (None: the window ended there)."""
+    index = p.position + p.accepted
+    return decoded.tokens[index] if index < len(decoded.tokens) else None
 
 
 class Arena:
     """The facade: load a preset once, then transcribe any audio in any of the three modes."""
 
-    def __init__(self, models: LoadedModels, speculative: str = "lean"):
-        """`speculative`: "lean" (core/speculative.py, needs a shared encoder) or "transformers" (assisted generation)."""
-        if speculative not in SPECULATIVE_IMPLEMENTATIONS:
-            raise ValueError(f"speculative implementation must be one of {SPECULATIVE_IMPLEMENTATIONS}")
+    def __init__(self, models: LoadedModels):
         self.models = models
         self.processor = models.processor
         self.tokenizer = models.processor.tokenizer
-        self.eot = models.teacher.generation_config.eos_token_id
-        self.multilingual = bool(getattr(models.teacher.generation_config, "is_multilingual", False))
-        self.strategies = {
-            "student": Strategy("student", models.student, greedy=GreedyDecoder(models.student, models.student.generation_config)),
-            "teacher": Strategy("teacher", models.teacher, greedy=GreedyDecoder(models.teacher, models.teacher.generation_config)),
-            "speculative": Strategy("speculative", models.teacher, models.assistant, max_batch=1, timestamps=False),
-        }
-        if speculative == "lean" and models.shared_encoder:
-            drafter = SpeculativeDecoder(models.teacher, models.student, models.teacher.generation_config,
-                                         models.preset.draft_tokens, draft_vocabulary=models.draft_vocabulary)
-            self.strategies["speculative"] = Strategy("speculative", models.teacher, drafter=drafter, max_batch=1,
-                                                      timestamps=False)
-        self.speculative = "lean" if self.strategies["speculative"].drafter else "transformers"
-        config = models.teacher.generation_config
-        # <|nospeech|> sits just before <|notimestamps|> in every Whisper vocabulary (transformers relies on it too)
-        self.no_speech = NoSpeechRule(models.teacher, config.decoder_start_token_id, config.no_timestamps_token_id - 1)
+        self.config = models.teacher.generation_config
+        self.special = SpecialTokens.from_config(self.config, models.teacher.config.vocab_size)
+        self.multilingual = bool(getattr(self.config, "is_multilingual", False))
+        self.decoders = {"teacher": DecoderModel(models.teacher), "student": DecoderModel(models.student)}
+        self.draft = DraftModel(models.student, models.draft_vocabulary, models.preset.draft_tokens)
         self._info = models.info()
         # one mode at a time, whichever thread asks (a live session decodes on its own thread): two at
-        # once would share the cores and each other's timing hooks
+        # once would share the cores and each other's timing
         self._busy = threading.RLock()
 
     @classmethod
-    def load(cls, preset: str | None = None, warmup: bool = True, speculative: str = "lean") -> "Arena":
+    def load(cls, preset: str | None = None, warmup: bool = True) -> "Arena":
         started = time.perf_counter()
-        arena = cls(load_models(get_preset(preset)), speculative)
+        arena = cls(load_models(get_preset(preset)))
         if warmup:
             arena.warmup()
         log.info("preset %s ready in %.1f s", arena.info.preset, time.perf_counter() - started)
@@ -204,12 +195,11 @@ class Arena:
         return self._info
 
     def warmup(self) -> None:
-        """One short pass per mode so the first user request doesn't pay for lazy initialisation."""
+        """One short pass per mode (and of the VAD) so the first user request doesn't pay for lazy set-up."""
         rng = np.random.default_rng(0)
         noise = (0.05 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
-        prepared = self._prepare(noise, "short-form")
-        for strategy in self.strategies.values():
-            self._decode(strategy, prepared, Options(), force=True)
+        speech_regions(noise)
+        self.transcribe(noise, Options(vad=False, no_speech_rule=False))
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -225,171 +215,130 @@ class Arena:
             raise ArenaError(f"Choose at least one mode among {', '.join(MODES)} (got {sorted(options.modes)}).")
         if options.long_form not in LONG_FORM_ALGORITHMS:
             raise ArenaError(f"Long-form algorithm must be one of {LONG_FORM_ALGORITHMS}, not {options.long_form!r}.")
+        if options.batch_size < 1:
+            raise ArenaError("The batch size must be at least 1.")
         audio = np.ascontiguousarray(audio, dtype=np.float32)
-        if options.prefix.strip():
-            self._check_prefix(audio, options)
+        short = len(audio) <= WINDOW_S * SAMPLE_RATE
+        if options.prefix.strip() and (options.timestamps or not short):
+            raise ArenaError("A forced prefix works on one window of at most 30 s, without timestamps.")
+        if not options.vad and not short:
+            raise ArenaError("Audio over 30 s is cut into windows at pauses: it needs the VAD.")
+        request = _Request(audio, options, encoded=EncoderCache(self.models.device))
         if options.language is None and self.multilingual:
-            options = replace(options, language=self.detect_language(audio))
+            with self._busy:
+                options = request.options = replace(options, language=self._detect_language(request))
 
-        prepared: dict[str, _Prepared] = {}
         teacher_result: ModeResult | None = None
         ordered = [m for m in MODES if m in options.modes]
+        algorithm = "short-form" if short else options.long_form
         for index, mode in enumerate(ordered):
             if progress:
                 progress(index / len(ordered), f"{mode}…")
-            strategy = self.strategies[mode]
-            algorithm = self._algorithm(audio, options, strategy)
             with self._busy:
-                if algorithm not in prepared:
-                    prepared[algorithm] = self._prepare(audio, algorithm)
-                result = self._decode(strategy, prepared[algorithm], options)
+                result = self._run(mode, request, algorithm)
             if mode == "teacher":
                 teacher_result = result
-            elif mode == "speculative":
-                result.identical_to_teacher = self._same_tokens(result, teacher_result)
+            elif TRAITS[mode].drafts and teacher_result is not None:
+                result.identical_to_teacher = result.token_ids == teacher_result.token_ids
             yield result
         if progress:
             progress(1.0, "done")
 
     def detect_language(self, audio: np.ndarray) -> str:
-        features = self._features([audio[: int(WINDOW_S * SAMPLE_RATE)]])
-        with self._busy, torch.inference_mode():
-            token = self.models.teacher.detect_language(input_features=features)[0].item()
-        return self.tokenizer.convert_ids_to_tokens(token).strip("<|>")
+        request = _Request(np.ascontiguousarray(audio, dtype=np.float32), Options(), encoded=EncoderCache(self.models.device))
+        with self._busy:
+            return self._detect_language(request)
 
     # ---- internals ----------------------------------------------------------------------------
 
-    def _check_prefix(self, audio: np.ndarray, options: Options) -> None:
-        if options.timestamps or len(audio) > WINDOW_S * SAMPLE_RATE:
-            raise ArenaError("A forced prefix works on one window of at most 30 s, without timestamps.")
-        if "speculative" in options.modes and self.strategies["speculative"].drafter is None:
-            raise ArenaError("A forced prefix needs the lean speculative loop (a student sharing the teacher's encoder).")
+    def _run(self, mode: str, request: _Request, algorithm: str) -> ModeResult:
+        options = request.options
+        windows, vad_s = self._plan(request, algorithm)
+        run = _ModeRun(self, mode, request)
+        with torch.inference_mode():
+            transcripts = transcribe(windows, run.features_of, run, self._prompt(options), options.timestamps,
+                                     tuple(self._prefix_ids(options)), options.no_speech_rule)
+        timing = replace(run.charged(), vad_s=vad_s)
+        return self._result(mode, run, transcripts, timing, algorithm, request)
+
+    def _plan(self, request: _Request, algorithm: str) -> tuple[list[Window], float]:
+        if algorithm not in request.plans:
+            started = time.perf_counter()
+            audio = request.audio
+            if not request.options.vad:
+                windows = [whole(audio)] if len(audio) else []
+            else:
+                chunk_s = {"short-form": WINDOW_S, "chunked": self.models.preset.chunk_length_s}.get(algorithm, WINDOW_S)
+                regions = speech_regions(audio, max_region_s=min(chunk_s, WINDOW_S))
+                windows = plan(regions, chunk_s if algorithm != "sequential" else float("inf"))
+            request.plans[algorithm] = (windows, time.perf_counter() - started)
+        return request.plans[algorithm]
+
+    def _prompt(self, options: Options) -> Callable[[bool], tuple[int, ...]]:
+        """The decoder prompt generate() would build: start, language, task, and no-timestamps when off."""
+        config = self.config
+        head = [config.decoder_start_token_id]
+        if self.multilingual:
+            head += [config.lang_to_id[f"<|{options.language or 'en'}|>"], config.task_to_id["transcribe"]]
+        return lambda timestamps: tuple(head if timestamps else head + [config.no_timestamps_token_id])
 
     def _prefix_ids(self, options: Options) -> list[int]:
         """Whisper's text tokens start with a space; the prefix is tokenized as the model would write it."""
         text = " ".join(options.prefix.split())
         return self.tokenizer.encode(" " + text, add_special_tokens=False) if text else []
 
-    def _algorithm(self, audio: np.ndarray, options: Options, strategy: Strategy) -> str:
-        if len(audio) <= WINDOW_S * SAMPLE_RATE:
-            return "short-form"
-        if options.long_form == "sequential" and strategy.timestamps:
-            return "sequential"
-        return "chunked"  # speculative decoding has no sequential algorithm: it needs timestamps
+    def _features(self, request: _Request, window: Window) -> Features:
+        if window not in request.features:
+            started = self._now()
+            values = features(self.processor.feature_extractor, window.audio(request.audio), self.models.device,
+                              self.models.dtype)
+            request.features[window] = (values, self._now() - started)
+        return request.features[window][0]
 
-    def _features(self, audios: list[np.ndarray], long_form: bool = False):
-        kwargs = dict(sampling_rate=SAMPLE_RATE, return_tensors="pt")
-        if long_form:
-            kwargs.update(truncation=False, padding="longest", return_attention_mask=True)
-        extracted = self.processor.feature_extractor(audios, **kwargs)
-        features = extracted.input_features.to(self.models.device, self.models.dtype)
-        if long_form:
-            return features, extracted.attention_mask.to(self.models.device)
-        return features
+    def _encode(self, request: _Request, encoder, jobs) -> torch.Tensor:
+        """Encoder output of each (window, seek, features) job: computed once per request, shared by the modes."""
+        cache = request.encoded
+        keys = [(id(encoder), w, seek) for w, seek, _ in jobs]
+        found = [cache.get(key) for key in keys]
+        missing = [i for i, states in enumerate(found) if states is None]
+        if missing:
+            started = self._now()
+            states = encoder(torch.stack([jobs[i][2] for i in missing])).last_hidden_state
+            each = (self._now() - started) / len(missing)
+            for row, i in enumerate(missing):
+                found[i] = states[row : row + 1]
+                cache.put(keys[i], found[i], each)
+        return torch.cat(found)
 
-    def _prepare(self, audio: np.ndarray, algorithm: str) -> _Prepared:
-        started = time.perf_counter()
-        mask = None
-        if algorithm == "chunked":
-            windows = plan_chunks(audio, self.models.preset.chunk_length_s)
-            features = self._features([w.audio for w in windows])
-        else:
-            windows = [Window(audio, 0.0)]
-            if algorithm == "sequential":
-                features, mask = self._features([audio], long_form=True)
-            else:
-                features = self._features([audio])
-        speech = [has_speech(w.audio) for w in windows]
-        return _Prepared(algorithm, len(audio) / SAMPLE_RATE, windows, features, mask, time.perf_counter() - started, speech)
+    def _judge(self, request: _Request, states: torch.Tensor, task: Task, jobs, run: _ModeRun) -> list[float]:
+        """The teacher's P(<|nospeech|>) for each segment: one decoder step over its start-of-transcript token."""
+        keys = [(w, seek) for w, seek, _ in jobs]
+        missing = [i for i, key in enumerate(keys) if key not in request.judged]
+        if missing:
+            started = self._now()
+            ids = torch.full((len(missing), 1), self.special.sot, device=states.device)
+            logits = self.decoders["teacher"].logits(ids, states[missing], new_cache())
+            probs = torch.softmax(logits[:, 0], dim=-1)[:, self.special.no_speech].tolist()
+            each = (self._now() - started) / len(missing)
+            for i, p in zip(missing, probs):
+                request.judged[keys[i]] = (p, each)
+        run.timing = replace(run.timing, judge_s=run.timing.judge_s + sum(request.judged[k][1] for k in keys))
+        return [request.judged[k][0] for k in keys]
 
-    def _prompt(self, options: Options) -> list[int]:
-        """The decoder prompt generate() would build: start, language, task, no-timestamps."""
-        config = self.models.teacher.generation_config
-        prompt = [config.decoder_start_token_id]
-        if self.multilingual:
-            prompt += [config.lang_to_id[f"<|{options.language or 'en'}|>"], config.task_to_id["transcribe"]]
-        return prompt + [config.no_timestamps_token_id]
-
-    def _generate_kwargs(self, strategy: Strategy, options: Options, timestamps: bool) -> dict:
-        kwargs: dict = dict(num_beams=1, do_sample=False, return_timestamps=timestamps)
-        if self.multilingual:
-            kwargs.update(language=options.language or "en", task="transcribe")
-        if strategy.assistant is not None:
-            # generate() adapts the draft length as it goes; reset it so every call starts equal
-            config = strategy.assistant.generation_config
-            config.num_assistant_tokens = self.models.preset.draft_tokens
-            config.num_assistant_tokens_schedule = "constant"
-            config.assistant_confidence_threshold = 0.0
-            kwargs["assistant_model"] = strategy.assistant
-        return kwargs
-
-    def _decode(self, strategy: Strategy, prepared: _Prepared, options: Options, force: bool = False) -> ModeResult:
-        timestamps = options.timestamps and strategy.timestamps
-        kwargs = self._generate_kwargs(strategy, options, timestamps)
-        windows = [i for i, speech in enumerate(prepared.speech) if speech or force]
-        # generate() takes features, not encoder outputs, where it must run an encoder itself: with timestamps
-        # it re-encodes shifted audio when a window ends mid-segment, and assisted generation with a draft
-        # model that has its own encoder runs that encoder. Its first encoder pass is then kept for the gate
-        # and the modes after it (_generate_windows).
-        from_features = strategy.drafter is None and (
-            timestamps or (strategy.assistant is not None and not self.models.shared_encoder))
-        shared_s = (0.0, 0.0)
-        if prepared.algorithm != "sequential" and not from_features:
-            with torch.inference_mode():
-                shared_s = self._analyse(strategy, prepared, windows, options.batch_size, options.no_speech_rule)
-        meter = _Meter(
-            strategy.model.model.encoder,
-            strategy.model.model.decoder,
-            strategy.assistant.model.decoder if strategy.assistant is not None else None,
-            synchronize=self._on_gpu,
-        )
+    def _detect_language(self, request: _Request) -> str:
+        """The teacher's most likely language token after start-of-transcript, on the first window with speech."""
+        windows, _ = self._plan(request, "short-form")
+        window = windows[0] if windows else whole(request.audio[: int(WINDOW_S * SAMPLE_RATE)])
         started = self._now()
-        try:
-            with torch.inference_mode():
-                if prepared.algorithm == "sequential":
-                    token_ids, segments = self._generate_sequential(strategy, prepared, kwargs)
-                else:
-                    token_ids = self._generate_windows(strategy, prepared, windows, kwargs, options, meter,
-                                                       from_features)
-                    segments = None
-        finally:
-            meter.close()
-        if prepared.algorithm != "sequential" and options.no_speech_rule and not force:
-            with torch.inference_mode():
-                self._drop_no_speech(prepared, windows, token_ids, self._prompt(options))
-        decode_wall = self._now() - started
-
-        if prepared.algorithm == "sequential":
-            text = "".join(s.text for s in segments)
-            segments = [replace(s, text=s.text.strip()) for s in segments]
-        else:
-            text, segments = self._merge(prepared, token_ids, timestamps)
-        # each mode is charged the shared encoder and gate work it used, as if it had run alone
-        encoder_s = meter.encoder_s + shared_s[0]
-        latency_s = prepared.features_s + decode_wall + sum(shared_s)
-        result = ModeResult(
-            mode=strategy.mode,
-            model=self.models.preset.student if strategy.mode == "student" else self.models.preset.teacher,
-            text=text.strip(),
-            segments=segments if timestamps else None,
-            tokens=sum(1 for ids in token_ids for t in ids if t < self.eot),
-            latency_s=latency_s,
-            encoder_s=encoder_s,
-            decode_s=latency_s - prepared.features_s - encoder_s,
-            audio_s=prepared.audio_s,
-            algorithm=prepared.algorithm,
-            token_ids=token_ids,
-        )
-        if strategy.drafter is not None:
-            result.draft_tokens, result.accepted_tokens = meter.drafted, meter.accepted
-        elif strategy.assistant is not None:
-            # each teacher call keeps the accepted drafts plus one token of its own
-            result.draft_tokens = meter.draft_calls
-            result.accepted_tokens = max(meter.generated - meter.decoder_calls, 0)
-        if strategy.mode == "speculative":
-            if options.timestamps:
-                result.note = SPECULATIVE_TIMESTAMPS_NOTE
-        return result
+        with torch.inference_mode():
+            states = self._encode(request, self.models.teacher.model.encoder,
+                                  [(window, 0, self._features(request, window).segment(0))])
+            ids = torch.full((1, 1), self.special.sot, device=states.device)
+            logits = self.decoders["teacher"].logits(ids, states, new_cache())[0, 0]
+        codes = self.config.lang_to_id
+        best = max(codes, key=lambda code: float(logits[codes[code]]))
+        request.language_s = self._now() - started
+        return best.strip("<|>")
 
     @property
     def _on_gpu(self) -> bool:
@@ -400,161 +349,59 @@ class Arena:
             torch.cuda.synchronize()
         return time.perf_counter()
 
-    def _analyse(self, strategy: Strategy, prepared: _Prepared, windows: list[int], batch: int,
-                 judge: bool) -> tuple[float, float]:
-        """Encoder output and (when `judge`) no-speech probability of each window, computed once per request
-        and shared by the modes; returns the (encoder, gate) seconds this mode is charged for them.
-
-        The cache holds every window of the request (for a 60 min clip with large-v3 in fp16 ~1.4 GB of
-        GPU memory): the price of never running the same encoder twice on the same audio."""
-        encoders = [self.models.teacher.model.encoder] if judge else []  # the gate's judge
-        if strategy.model.model.encoder not in encoders:
-            encoders.append(strategy.model.model.encoder)
-        for start in range(0, len(windows), batch):
-            index = windows[start : start + batch]
-            for encoder in encoders:
-                self._encode(encoder, prepared, index)
-            if judge:
-                self._no_speech_probs(prepared, index)
-        encoder_s = sum(prepared.encoded[(id(encoder), i)][1] for encoder in encoders for i in windows)
-        return encoder_s, sum(prepared.no_speech[i][1] for i in windows if judge)
-
-    def _no_speech_probs(self, prepared: _Prepared, index: list[int]) -> None:
-        missing = [i for i in index if i not in prepared.no_speech]
-        if missing:
-            states = self._encode(self.models.teacher.model.encoder, prepared, missing)
-            started = self._now()
-            probs = self.no_speech.no_speech_prob(states)
-            each = (self._now() - started) / len(missing)
-            prepared.no_speech.update({i: (p, each) for i, p in zip(missing, probs)})
-
-    def _encode(self, encoder, prepared: _Prepared, index: list[int]) -> torch.Tensor:
-        missing = [i for i in index if (id(encoder), i) not in prepared.encoded]
-        if missing:
-            started = self._now()
-            states = encoder(prepared.features[missing]).last_hidden_state
-            each = (self._now() - started) / len(missing)
-            prepared.encoded.update({(id(encoder), i): (states[row : row + 1], each) for row, i in enumerate(missing)})
-        return torch.cat([prepared.encoded[(id(encoder), i)][0] for i in index])
-
-    def _generate_windows(self, strategy, prepared: _Prepared, windows: list[int], kwargs: dict, options: Options,
-                          meter: _Meter, from_features: bool):
-        """Decode the given windows from their shared encoder output, in batches; the others give no tokens.
-
-        generate() stays the path for student and teacher (it batches, and is the reference the lean loops
-        are tested against), except with a forced prefix, which it no longer takes for Whisper."""
-        prefix = self._prefix_ids(options)
-        lean = strategy.drafter or (strategy.greedy if prefix else None)
-        batch = 1 if lean else min(options.batch_size, strategy.max_batch or options.batch_size)
-        prompt = self._prompt(options)
-        token_ids: list[list[int]] = [[] for _ in prepared.windows]
-        for start in range(0, len(windows), batch):
-            index = windows[start : start + batch]
-            limit = max_new_tokens(max(len(prepared.windows[i].audio) for i in index) / SAMPLE_RATE)
-            if lean is not None:
-                (i,) = index
-                states = self._encode(strategy.model.model.encoder, prepared, index)
-                token_ids[i], stats = lean.decode(prompt, states, limit, prefix)
-                meter.drafted += stats.drafted
-                meter.accepted += stats.accepted
-                continue
-            if from_features:
-                out = self._generate_from_features(strategy, prepared, index, meter, max_new_tokens=limit, **kwargs)
-            else:
-                states = self._encode(strategy.model.model.encoder, prepared, index)
-                out = strategy.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=states),
-                                              max_new_tokens=limit, **kwargs)
-            sequences = out["sequences"] if isinstance(out, dict) else out
-            for i, row in zip(index, sequences.tolist()):
-                token_ids[i] = self._strip(row)
-                meter.generated += len(token_ids[i]) + (len(token_ids[i]) < limit)  # + end-of-text
-        return token_ids
-
-    def _generate_from_features(self, strategy, prepared: _Prepared, index: list[int], meter: _Meter, **kwargs):
-        """generate() on features; its first encoder pass (the whole windows) is cached like _encode's."""
-        encoder = strategy.model.model.encoder
-        first: list = []
-
-        def keep_first(_module, _args, output):
-            if not first:  # the meter's hook ran before this one: its total includes this pass
-                first.append((output.last_hidden_state, meter.encoder_s))
-
-        before = meter.encoder_s
-        hook = encoder.register_forward_hook(keep_first)
-        try:
-            out = strategy.model.generate(input_features=prepared.features[index], **kwargs)
-        finally:
-            hook.remove()
-        if first:
-            states, total = first[0]
-            each = (total - before) / len(index)
-            for row, i in enumerate(index):
-                prepared.encoded.setdefault((id(encoder), i), (states[row : row + 1], each))
-        return out
-
-    def _drop_no_speech(self, prepared: _Prepared, windows: list[int], token_ids: list[list[int]],
-                        prompt: list[int]) -> None:
-        """Whisper's no-speech rule, judged by the teacher: empty the windows that hold only noise."""
-        teacher_encoder = self.models.teacher.model.encoder
-        for i in windows:
-            if not token_ids[i]:
-                continue
-            text_ids = [t for t in token_ids[i] if t < self.eot]  # the same judgement with or without timestamps
-            self._no_speech_probs(prepared, [i])
-            states = self._encode(teacher_encoder, prepared, [i])
-            if self.no_speech.is_no_speech(prepared.no_speech[i][0], states, prompt, text_ids, self.eot,
-                                           self.tokenizer.decode(text_ids)):
-                token_ids[i] = []
-
-    def _generate_sequential(self, strategy, prepared: _Prepared, kwargs: dict):
-        """OpenAI's algorithm: slide a 30 s window, jumping to the last predicted timestamp."""
-        if not any(prepared.speech):
-            return [[]], []
-        out = strategy.model.generate(
-            input_features=prepared.features,
-            attention_mask=prepared.attention_mask,
-            return_segments=True,
-            condition_on_prev_tokens=False,
-            no_speech_threshold=NO_SPEECH_THRESHOLD,  # transformers applies Whisper's rule itself here
-            logprob_threshold=LOGPROB_THRESHOLD,
-            temperature=0.0,  # greedy, no fallback; the rule needs it set
-            **{**kwargs, "return_timestamps": True},
+    def _result(self, mode: str, run: _ModeRun, transcripts: list[WindowTranscript], timing: Timing, algorithm: str,
+                request: _Request) -> ModeResult:
+        options, special = request.options, self.special
+        texts = [run.text(t.kept).strip() for t in transcripts]
+        segments = self._segments(transcripts, run, len(request.audio) / SAMPLE_RATE) if options.timestamps else None
+        windows = []
+        for transcript, text in zip(transcripts, texts):
+            kept = transcript.decodes
+            windows.append(WindowReport(
+                start_s=round(transcript.window.start_s, 2), end_s=round(transcript.window.end_s, 2), text=text,
+                temperature=max((d.decoded.temperature for d in kept), default=0.0),
+                attempts=max((d.attempts for d in kept), default=1),
+                looped=any(d.decoded.looped for d in kept), no_speech=any(d.no_speech for d in kept),
+                repaired=transcript.repaired))
+        token_ids = [t.kept for t in transcripts]
+        traits = TRAITS[mode]
+        result = ModeResult(
+            mode=mode,
+            model=self.models.preset.student if traits.model == "student" else self.models.preset.teacher,
+            text=" ".join(t for t in texts if t),
+            segments=segments,
+            tokens=sum(len(special.text_only(ids)) for ids in token_ids),
+            timing=timing,
+            audio_s=len(request.audio) / SAMPLE_RATE,
+            algorithm=algorithm,
+            batch_size=min(run.batch_size, max(len(transcripts), 1)),
+            model_passes=sum(d.decoded.model_passes for t in transcripts for d in t.decodes),
+            windows=windows,
+            token_ids=token_ids,
         )
-        segments = []
-        for seg in out["segments"][0]:
-            text = self.tokenizer.decode(seg["tokens"], skip_special_tokens=True)
-            segments.append(Segment(float(seg["start"]), float(seg["end"]), text))
-        return [self._strip(out["sequences"][0].tolist())], segments
+        if traits.drafts:
+            result.trace = [DraftPass(i, p.draft, p.accepted, _emitted(s.decoded, p))
+                            for i, t in enumerate(transcripts) for s in t.decodes for p in s.decoded.passes]
+            # drafting cost of every decode this mode ran (fallbacks and repairs included)
+            result.draft_tokens = sum(d.drafted for _, _, d in run.decodes)
+            result.accepted_tokens = sum(d.accepted for _, _, d in run.decodes)
+        if len(transcripts) > 1 and options.batch_size > 1 and not traits.batches:
+            result.note = BATCH_NOTE.format(batch=options.batch_size)
+        return result
 
-    def _strip(self, ids: list[int]) -> list[int]:
-        """Cut end-of-text and the padding after it (generate() keeps them only for rows of a batch)."""
-        return ids[: ids.index(self.eot)] if self.eot in ids else ids
-
-    def _merge(self, prepared: _Prepared, token_ids: list[list[int]], timestamps: bool):
-        """Join windows as transformers' pipeline does: longest common token run across overlaps."""
-        outputs = []
-        for window, ids in zip(prepared.windows, token_ids):
-            output = {"tokens": np.array([ids or [self.eot]], dtype=np.int64)}
-            if window.stride_s is not None:
-                output["stride"] = window.stride_s
-            outputs.append(output)
-        text, extra = self.tokenizer._decode_asr(
-            outputs, return_timestamps=timestamps, return_language=False, time_precision=TIME_PRECISION
-        )
-        if not timestamps:
-            return text, None
-        total = prepared.audio_s
-        segments = []
-        for chunk in extra.get("chunks", []):
-            start, end = chunk["timestamp"]
-            start = float(start or 0.0)
-            end = float(end) if end is not None else total
-            if chunk["text"].strip():
-                segments.append(Segment(round(start, 2), round(min(max(end, start), total), 2), chunk["text"].strip()))
-        return text, segments
-
-    @staticmethod
-    def _same_tokens(result: ModeResult, teacher: ModeResult | None) -> bool | None:
-        if teacher is None or teacher.segments is not None or teacher.algorithm != result.algorithm:
-            return None  # timestamps or a different algorithm change the teacher's tokens
-        return result.token_ids == teacher.token_ids
+    def _segments(self, transcripts: list[WindowTranscript], run: _ModeRun, total_s: float) -> list[Segment]:
+        """Timestamped pieces of every window in clip time: absolute, monotonic, within the audio."""
+        segments: list[Segment] = []
+        for transcript in transcripts:
+            window = transcript.window
+            for decode_ in transcript.decodes:
+                for piece in decode_.pieces:
+                    text = run.text(piece.tokens).strip()
+                    if not text:
+                        continue
+                    start = window.clip_time(piece.start_s)
+                    end = window.clip_time(piece.end_s, end=True)
+                    start = max(start, segments[-1].end if segments else 0.0)
+                    end = min(max(end, start), total_s)
+                    segments.append(Segment(round(start, 2), round(end, 2), text))
+        return segments

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import socket
@@ -12,11 +11,10 @@ from pathlib import Path
 import torch
 
 from core import weights
-from core.distill.create import encoder_matches
+from core.checkpoints import load_draft_vocabulary, verify
 from core.errors import ModelUnavailableError
 from core.presets import Preset
 from core.results import ModelInfo
-from core.speculative import load_draft_vocabulary
 
 HUB_HOST = ("huggingface.co", 443)
 HUB_PROBE_TIMEOUT_S = 3.0
@@ -30,7 +28,6 @@ class LoadedModels:
     preset: Preset
     teacher: object  # WhisperForConditionalGeneration
     student: object  # WhisperForConditionalGeneration (shares the teacher's encoder module when equal)
-    assistant: object  # the student as speculative draft model: decoder-only when the encoder is shared
     processor: object  # WhisperProcessor
     device: torch.device
     dtype: torch.dtype
@@ -49,10 +46,13 @@ class LoadedModels:
             teacher_params_m=round(millions(self.teacher), 1),
             student_params_m=round(millions(self.student), 1),
             student_decoder_params_m=round(millions(self.student.model.decoder), 1),
+            teacher_decoder_layers=self.teacher.config.decoder_layers,
+            student_decoder_layers=self.student.config.decoder_layers,
             device=self.device.type.upper() if self.device.type == "cpu" else torch.cuda.get_device_name(self.device),
             dtype=_dtype_name(self.dtype, self.teacher.model.encoder.conv1.weight.dtype),
             attention=self.attention,
             shared_encoder=self.shared_encoder,
+            multilingual=bool(getattr(self.teacher.generation_config, "is_multilingual", False)),
         )
 
 
@@ -88,7 +88,7 @@ def _resolve(preset: Preset, name: str) -> str:
     """A local folder for the offline preset; a hub id (or its local cache) otherwise."""
     if preset.local:
         folder = weights.MODELS_DIR / name
-        if not weights.verify(folder, check_hashes=False):
+        if not verify(folder, check_hashes=False):
             raise ModelUnavailableError(
                 f"The offline models for preset '{preset.name}' are not set up ({folder} is missing or "
                 "incomplete). Run `make setup` (or `python -m core setup`) once."
@@ -115,18 +115,14 @@ def _load_seq2seq(path: str, dtype: torch.dtype, attention: str, device: torch.d
     return model.to(device).eval()
 
 
-def decoder_only(student):
-    """The student's decoder as a WhisperForCausalLM sharing its weights, so speculative decoding
-    reuses the teacher's encoder output instead of running the same encoder twice."""
-    from transformers import WhisperForCausalLM
-
-    config = copy.deepcopy(student.config)  # WhisperForCausalLM edits its config in place
-    with torch.device("meta"):
-        assistant = WhisperForCausalLM(config)
-    assistant.model.decoder = student.model.decoder
-    assistant.proj_out = student.proj_out
-    assistant.generation_config = copy.deepcopy(student.generation_config)
-    return assistant.eval()
+@torch.no_grad()
+def encoder_matches(a, b) -> bool:
+    """True when two Whisper models carry the same encoder weights (then one encoder pass serves both:
+    Distil-Whisper copies the teacher's encoder and freezes it)."""
+    sa, sb = a.model.encoder.state_dict(), b.model.encoder.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and torch.equal(sa[k].to(sb[k].dtype).to(sb[k].device), sb[k]) for k in sa
+    )
 
 
 def bf16_encoder_wanted(device: torch.device) -> bool:
@@ -145,8 +141,8 @@ def bf16_encoder_wanted(device: torch.device) -> bool:
 
 
 def run_encoder_in_bf16(encoder) -> None:
-    """bf16 weights, fp32 in and out: callers (generate() included) see an fp32 encoder. Speculative
-    decoding stays exact, since teacher and draft model read the same encoder output."""
+    """bf16 weights, fp32 in and out: callers see an fp32 encoder. Speculative decoding stays exact, since
+    teacher and draft model read the same encoder output."""
 
     def cast(x):
         return x.to(torch.bfloat16) if torch.is_tensor(x) and x.is_floating_point() else x
@@ -178,13 +174,10 @@ def load_models(preset: Preset) -> LoadedModels:
     shared = encoder_matches(teacher, student)
     if shared:
         student.model.encoder = teacher.model.encoder
-        assistant = decoder_only(student)
-    else:
-        assistant = _load_seq2seq(student_path, dtype, attention, device)  # own instance: generate() marks it
     if bf16_encoder_wanted(device):
         for encoder in {id(m.model.encoder): m.model.encoder for m in (teacher, student)}.values():
             run_encoder_in_bf16(encoder)
     log.info("loaded %s: teacher %s, student %s, shared encoder %s, encoder dtype %s", preset.name, teacher_path,
              student_path, shared, teacher.model.encoder.conv1.weight.dtype)
-    return LoadedModels(preset, teacher, student, assistant, processor, device, dtype, attention, shared,
+    return LoadedModels(preset, teacher, student, processor, device, dtype, attention, shared,
                         load_draft_vocabulary(student_path) if Path(student_path).is_dir() else None)

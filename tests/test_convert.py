@@ -9,7 +9,8 @@ import torch
 
 from conftest import AUDIO, REPO
 from core import weights
-from core.distill.create import create_student, encoder_matches, pick_decoder_layers
+from core.distill.create import create_student, pick_decoder_layers
+from core.models import encoder_matches
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ from conftest import AUDIO
 from core import weights
 from core.audio import load_audio
 from core.distill.create import create_student
-from core.engine import Options, Strategy
+from core.checkpoints import MANIFEST
+from core.decoding import DecoderModel
+from core.engine import Options
 from core.metrics import wer
 
 JFK = "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
@@ -21,7 +23,7 @@ shipped = pytest.mark.skipif(
 
 @shipped
 def test_setup_assembled_the_shipped_student():
-    manifest = json.loads((weights.MODELS_DIR / weights.STUDENT_BASE / weights.MANIFEST).read_text())
+    manifest = json.loads((weights.MODELS_DIR / weights.STUDENT_BASE / MANIFEST).read_text())
     assert manifest.get("trained") is True
 
 
@@ -29,12 +31,12 @@ def test_setup_assembled_the_shipped_student():
 def test_trained_student_beats_its_initialisation(arena):
     audio = load_audio(AUDIO / "jfk.wav")
     (trained,) = arena.transcribe(audio, Options(modes=("student",)))
-    saved = arena.strategies["student"]
-    arena.strategies["student"] = Strategy("student", create_student(arena.models.teacher))
+    saved = arena.decoders["student"]
+    arena.decoders["student"] = DecoderModel(create_student(arena.models.teacher))
     try:
         (untrained,) = arena.transcribe(audio, Options(modes=("student",)))
     finally:
-        arena.strategies["student"] = saved
+        arena.decoders["student"] = saved
     # the first shipped student repeats a phrase on jfk (WER 32%); the untrained one is garbage (> 100%)
     assert wer(JFK, untrained.text) - wer(JFK, trained.text) >= 0.5
     assert "fellow americans" in trained.text.lower()

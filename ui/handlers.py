@@ -16,7 +16,7 @@ import numpy as np
 from core.audio import duration_s, load_audio
 from core.engine import Arena, Options
 from core.errors import ArenaError
-from core.results import MODES
+from core.modes import MODES
 from core.streaming import LiveSession, LiveTranscriber
 from core.subtitles import SUBTITLE_FORMATS, write_subtitles
 from core.youtube import fetch_audio, parse_youtube_url

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.results import MODES, ModelInfo
+from core.modes import MODES, TRAITS
+from core.results import ModelInfo
 from ui import handlers, render
 
 AUDIO_DIR = Path(__file__).resolve().parents[1] / "assets" / "audio"
@@ -54,10 +55,12 @@ def example_clips() -> tuple[list[list[str]], list[str]]:
 def mode_column(mode: str, info: ModelInfo | None) -> ModeColumn:
     model = ""
     if info is not None:
-        speculative = f"{info.teacher} + {info.student} drafts"
-        model = {"student": info.student, "teacher": info.teacher, "speculative": speculative}[mode]
+        traits = TRAITS[mode]
+        model = info.student if traits.model == "student" else info.teacher
+        if traits.drafts:
+            model = f"{info.teacher} + {info.student} drafts"
     with gr.Column(min_width=260, elem_classes="mode-column"):
-        gr.Markdown(f"### {render.MODE_TITLES[mode]}\n`{model}`")
+        gr.Markdown(f"### {TRAITS[mode].title}\n`{model}`")
         return ModeColumn(
             transcript=gr.Textbox(
                 label="Transcript", lines=5, max_lines=12, interactive=False, buttons=["copy"], elem_id=f"transcript-{mode}"
@@ -100,7 +103,7 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
                             mic_button = gr.Button("Transcribe recording", variant="primary", elem_id="transcribe-mic")
                         with gr.Tab("Live", id="live"):
                             live_mode = gr.Radio(
-                                [(render.MODE_TITLES[m], m) for m in MODES], value="student",
+                                [(TRAITS[m].title, m) for m in MODES], value="student",
                                 label="Mode for the live text (the student is the one built to keep up)",
                                 elem_id="live-mode",
                             )
@@ -135,7 +138,7 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
                             youtube_embed = gr.HTML(elem_id="youtube-embed")
                 with gr.Column(scale=2):
                     modes = gr.CheckboxGroup(
-                        [(render.MODE_TITLES[m], m) for m in MODES], value=list(MODES), label="Modes", elem_id="modes"
+                        [(TRAITS[m].title, m) for m in MODES], value=list(MODES), label="Modes", elem_id="modes"
                     )
                     timestamps = gr.Checkbox(
                         label="Timestamps (segments and SRT / VTT / JSON files)", value=False, elem_id="timestamps"
@@ -155,7 +158,7 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
             with gr.Row():
                 run_chart = gr.BarPlot(
                     x="mode", y="latency s", color="mode", color_map=_chart_colors(),
-                    sort=[render.MODE_TITLES[m] for m in MODES], y_lim=[0, None], y_title="latency (s)",
+                    sort=[TRAITS[m].title for m in MODES], y_lim=[0, None], y_title="latency (s)",
                     title="Latency of this run (lower is faster)", height=260, elem_id="run-chart",
                 )
                 history_chart = gr.ScatterPlot(
@@ -209,4 +212,4 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
 
 
 def _chart_colors() -> dict[str, str]:
-    return {render.MODE_TITLES[m]: color for m, color in render.MODE_COLORS.items()}
+    return {m.title: m.colour for m in TRAITS.values()}

@@ -9,20 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from core.metrics import wer
-from core.results import MODES, ModelInfo, ModeResult
+from core.modes import MODES, TRAITS
+from core.results import ModelInfo, ModeResult
 
-MODE_TITLES = {"student": "Student", "teacher": "Teacher", "speculative": "Speculative"}
-MODE_COLORS = {"student": "#f59e0b", "teacher": "#3b82f6", "speculative": "#10b981"}
 IDENTICAL_BADGES = {True: "identical to teacher ✔", False: "differs ✘", None: "not compared"}
 HISTORY_COLUMNS = ["run", "clip", "preset", "audio s", "mode", "latency s", "RTFx", "WER"]
 SEGMENT_COLUMNS = ["start", "end", "text"]
 
-INTRO = (
-    "**Student**: a distilled Whisper (the teacher's encoder, a much smaller decoder), fast but a little less accurate. "
-    "**Teacher**: the original Whisper.  \n"
-    "**Speculative**: the student drafts a few tokens, the teacher checks them in one pass. The output is "
-    "exactly the teacher's, and it's faster whenever the student guesses well."
-)
+INTRO = "  \n".join(f"**{m.title}**: {m.summary}." for m in TRAITS.values())
 
 
 @dataclass
@@ -113,7 +107,7 @@ def metrics_markdown(run: Run, mode: str) -> str:
     speedup = run.speedup_vs_teacher(mode)
     if speedup is not None:
         rows.append(("Speed-up vs teacher", f"{speedup:.2f}×"))
-    if mode == "speculative":
+    if TRAITS[mode].drafts:
         if result.acceptance_rate is not None:
             rows.append(
                 ("Draft acceptance", f"{result.acceptance_rate:.0%} ({result.accepted_tokens} of {result.draft_tokens})")
@@ -136,7 +130,7 @@ def segments_frame(result: ModeResult | None) -> pd.DataFrame | None:
 
 def latency_frame(run: Run) -> pd.DataFrame:
     """Bar chart data: one bar per finished mode, in the page's column order."""
-    rows = [(MODE_TITLES[m], round(run.results[m].latency_s, 3)) for m in MODES if m in run.results]
+    rows = [(TRAITS[m].title, round(run.results[m].latency_s, 3)) for m in MODES if m in run.results]
     # explicit dtypes: an empty frame would otherwise make the chart treat latency as a category
     return pd.DataFrame(rows, columns=["mode", "latency s"]).astype({"mode": "str", "latency s": "float64"})
 
@@ -155,7 +149,7 @@ def payload(run: Run) -> dict:
                 **result.to_dict(),
                 "speedup_vs_teacher": None if speedup is None else round(speedup, 3),
                 "wer": None if error_rate is None else round(error_rate, 4),
-                "identical_badge": IDENTICAL_BADGES[result.identical_to_teacher] if mode == "speculative" else None,
+                "identical_badge": IDENTICAL_BADGES[result.identical_to_teacher] if TRAITS[mode].drafts else None,
                 "subtitle_files": [p.name for p in run.subtitles.get(mode, [])],
             }
         )
@@ -196,7 +190,7 @@ def history_entry(run: Run, number: int) -> dict:
 def history_table(history: list[dict]) -> pd.DataFrame:
     rows = [
         (
-            entry["run"], entry["clip"], entry["preset"], entry["audio_s"], MODE_TITLES[m["mode"]],
+            entry["run"], entry["clip"], entry["preset"], entry["audio_s"], TRAITS[m["mode"]].title,
             m["latency_s"], m["rtfx"], "" if m["wer"] is None else f"{m['wer']:.1%}",
         )
         for entry in reversed(history)  # newest first
@@ -206,7 +200,7 @@ def history_table(history: list[dict]) -> pd.DataFrame:
 
 
 def history_chart(history: list[dict]) -> pd.DataFrame:
-    rows = [(f"#{entry['run']}", MODE_TITLES[m["mode"]], m["rtfx"]) for entry in history for m in entry["modes"]]
+    rows = [(f"#{entry['run']}", TRAITS[m["mode"]].title, m["rtfx"]) for entry in history for m in entry["modes"]]
     return pd.DataFrame(rows, columns=["run", "mode", "RTFx"]).astype({"run": "str", "mode": "str", "RTFx": "float64"})
 
 

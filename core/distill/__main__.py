@@ -114,9 +114,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--repeat", type=int, default=2, help="runs per clip; the fastest counts")
         sub.add_argument("--draft-tokens", type=int, default=3)
         sub.add_argument("--chunk-length-s", type=float, default=20.0)
-        sub.add_argument("--shortlist", choices=("none", "assistant", "all"), default="assistant",
-                         help="vocabulary shortlist (RUN/student/shortlist.json): for the draft model, as the app "
-                              "(default), nowhere, or in student mode too")
+        sub.add_argument("--whole-vocabulary", action="store_true",
+                         help="draft from the whole vocabulary instead of RUN/student/draft_vocabulary.json")
 
     add("data", "make synthetic speech windows", data_args)
     add("label", "teacher pseudo-labels, WER filter, encoder and top-k cache", label_args)
@@ -194,9 +193,9 @@ def _eval(args, run, report):
         raise SystemExit("eval needs --student DIR or --out RUN (with RUN/student from `export`)")
     manifests = args.manifest or [m for m in DEFAULT_MANIFESTS if m.is_file()]
     result = evaluate(student, args.teacher, manifests, args.repeat, args.draft_tokens, args.chunk_length_s, report,
-                      shortlist=args.shortlist)
+                      whole_vocabulary=args.whole_vocabulary)
     if run:
-        name = "eval.json" if args.shortlist == "assistant" else f"eval_shortlist_{args.shortlist}.json"
+        name = "eval_whole_vocabulary.json" if args.whole_vocabulary else "eval.json"
         (run / name).write_text(json.dumps(result, indent=1))
     report("eval:\n" + format_summary(result["summary"]))
 

@@ -45,7 +45,7 @@ def _reproduce(run: Path, data: dict, last: dict) -> list[str]:
 
 def write_model_card(run: Path, path: Path) -> Path:
     from core.distill.data import summarize as data_summary
-    from core.distill.ship import SHIPPED_FILE, read_metadata
+    from core.checkpoints import SHIPPED_FILE, read_shipped_metadata
     from core.distill.train import read_log, train_dir
 
     run = Path(run)
@@ -59,7 +59,7 @@ def write_model_card(run: Path, path: Path) -> Path:
     evaluation = _read(run / "eval.json").get("summary", {})
     compute = compute_log(run)
     shipped = run / "shipped" / SHIPPED_FILE
-    meta = read_metadata(run / "shipped") if shipped.is_file() else {}
+    meta = read_shipped_metadata(run / "shipped") if shipped.is_file() else {}
     size_mb = shipped.stat().st_size / 1e6 if shipped.is_file() else 0.0
 
     lines = [
@@ -125,15 +125,13 @@ def write_model_card(run: Path, path: Path) -> Path:
             "",
         ]
         lines += [f"- [{'x' if ok else ' '}] {goal}" for goal, ok in evaluation["targets"].items()]
-    for variant in sorted(run.glob("eval_shortlist_*.json")):
-        other = _read(variant).get("summary", {})
+    whole = _read(run / "eval_whole_vocabulary.json").get("summary")
+    if whole:
         lines += [
             "",
-            f"With `eval --shortlist {other.get('shortlist')}` (the app drafts from `shortlist.json`; `none`: the "
-            f"whole vocabulary, `all`: student mode restricted too): "
-            f"WER student {other['wer_student']:.1%}, speculative {other['wer_speculative']:.1%}; speed vs teacher "
-            f"student {other['student_speedup']:.2f}x, speculative {other['speculative_speedup']:.2f}x; acceptance "
-            f"{other['acceptance_rate']}; identical {other['speculative_identical']}.",
+            f"Drafting from the whole vocabulary instead of `draft_vocabulary.json` (`eval --whole-vocabulary`): "
+            f"speculative {whole['speculative_speedup']:.2f}x the teacher's speed, acceptance {whole['acceptance_rate']}, "
+            f"identical {whole['speculative_identical']}.",
         ]
     lines += [
         "",

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 
-import torch
-
 DEFAULT_DECODER_LAYERS = 2
 
 
@@ -46,12 +44,3 @@ def create_student(teacher, num_decoder_layers: int = DEFAULT_DECODER_LAYERS):
     student.generation_config = copy.deepcopy(teacher.generation_config)
     student.config.distilled_from_layers = layers
     return student
-
-
-@torch.no_grad()
-def encoder_matches(a, b) -> bool:
-    """True when two Whisper models carry the same encoder weights (then one encoder pass serves both)."""
-    sa, sb = a.model.encoder.state_dict(), b.model.encoder.state_dict()
-    return sa.keys() == sb.keys() and all(
-        sa[k].shape == sb[k].shape and torch.equal(sa[k].to(sb[k].dtype).to(sb[k].device), sb[k]) for k in sa
-    )

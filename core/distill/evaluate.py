@@ -39,13 +39,10 @@ def read_clips(manifests: list[Path]) -> list[dict]:
 
 
 def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chunk_length_s: float = 20.0,
-               warmup: bool = True, shortlist: str = "assistant"):
+               warmup: bool = True, whole_vocabulary: bool = False):
     """An Arena whose preset points at two model folders (absolute paths survive MODELS_DIR / name).
-
-    shortlist: "assistant" (the app as it is: the draft model uses the student folder's shortlist.json
-    when there is one; output unchanged; transformers' assisted generation gets it too), "none" (whole
-    vocabulary) or "all" (student mode restricted too)."""
-    from core.distill.shortlist import apply_shortlist
+    `whole_vocabulary`: draft from every token instead of the student's draft vocabulary (the output is
+    the teacher's either way; only the speed changes)."""
     from core.engine import Arena
     from core.models import load_models
     from core.presets import Preset
@@ -53,16 +50,9 @@ def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chun
     preset = Preset("distill-eval", str(Path(teacher_dir).resolve()), str(Path(student_dir).resolve()), local=True,
                     draft_tokens=draft_tokens, chunk_length_s=chunk_length_s)
     models = load_models(preset)
-    ids = models.draft_vocabulary
-    if shortlist == "all" and ids is None:
-        raise FileNotFoundError(f"no shortlist.json in {student_dir}")
-    if shortlist == "none":
+    if whole_vocabulary:
         models.draft_vocabulary = None
-    arena = Arena(models)  # the lean drafter takes the draft vocabulary from `models`
-    if shortlist != "none" and ids is not None:
-        apply_shortlist(models.assistant, ids)  # transformers' assisted generation (not what the app runs)
-        if shortlist == "all":
-            apply_shortlist(models.student, ids)
+    arena = Arena(models)
     if warmup:
         arena.warmup()
     return arena
@@ -70,12 +60,12 @@ def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chun
 
 def evaluate(student_dir: Path, teacher_dir: Path, manifests: list[Path], repeat: int = 1, draft_tokens: int = 3,
              chunk_length_s: float = 20.0, progress: Callable[[str], None] = print, warmup: bool = True,
-             shortlist: str = "assistant") -> dict:
+             whole_vocabulary: bool = False) -> dict:
     from core.audio import load_audio
     from core.engine import Options
-    from core.results import MODES
+    from core.modes import MODES
 
-    arena = load_arena(student_dir, teacher_dir, draft_tokens, chunk_length_s, warmup, shortlist)
+    arena = load_arena(student_dir, teacher_dir, draft_tokens, chunk_length_s, warmup, whole_vocabulary)
     clips = read_clips(manifests)
     rows = []
     for clip in clips:
@@ -99,7 +89,7 @@ def evaluate(student_dir: Path, teacher_dir: Path, manifests: list[Path], repeat
     summary["clips"] = len(rows)
     summary["student"], summary["teacher"] = str(student_dir), str(teacher_dir)
     summary["device"] = arena.info.device
-    summary["shortlist"] = shortlist
+    summary["draft_vocabulary"] = "whole" if whole_vocabulary else "shipped"
     return {"summary": summary, "clips": rows}
 
 
@@ -129,7 +119,7 @@ def summarize(rows: list[dict]) -> dict:
 
 def format_summary(summary: dict) -> str:
     lines = [
-        f"clips {summary.get('clips')}  device {summary.get('device')}  shortlist {summary.get('shortlist')}",
+        f"clips {summary.get('clips')}  device {summary.get('device')}  draft vocabulary {summary.get('draft_vocabulary')}",
         f"WER      student {summary['wer_student']:.1%}  teacher {summary['wer_teacher']:.1%}  "
         f"speculative {summary['wer_speculative']:.1%}",
         f"latency  student {summary['latency_student_s']:.2f} s  teacher {summary['latency_teacher_s']:.2f} s  "

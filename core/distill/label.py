@@ -1,7 +1,8 @@
 """Teacher pseudo-labels, filtered by WER against the source text, with everything training needs cached.
 
 For each window the teacher runs once: its encoder output is stored in fp16 (training never runs the
-encoder again), greedy decoding (batched) gives the pseudo-label, and one teacher-forced pass over
+encoder again), greedy decoding (batched, the app's own loop: core/decoding.py) gives the pseudo-label,
+and one teacher-forced pass over
 that label gives the teacher's top-k logits at every position, for the KL term (the same numbers as
 generate's raw logits, FACTS: within 1e-4; one extra decoder pass is ~3% of the decoding cost).
 A fraction of windows is labelled with timestamps so the student also learns that mode.
@@ -28,14 +29,15 @@ import numpy as np
 import torch
 
 from core.audio import SAMPLE_RATE
+from core.decoding import DecoderModel, SpecialTokens, Task, decode
 from core.distill.data import data_dir, read_manifest
 from core.metrics import normalize, wer
+from core.transcribe import max_new_tokens
 
 LABEL_BATCH = 8
 TOP_K = 64
 TIMESTAMP_FRACTION = 0.2  # Distil-Whisper trains 50% with timestamps; the app mostly runs without
 MAX_WER = 0.2  # default training filter (teacher vs source text; espeak voices score worst)
-TOKENS_PER_SECOND_CAP = 12  # as the engine: a looping teacher stops early and is marked truncated
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +61,6 @@ def prompt_ids(generation_config, timestamps: bool) -> list[int]:
     return ids if timestamps else ids + [generation_config.no_timestamps_token_id]
 
 
-def _continuation(row: list[int], prompt_set: set[int], eos: int, limit: int) -> tuple[list[int], bool]:
-    """Generated tokens after the prompt, ending with end-of-text; truncated when the cap was hit."""
-    start = 0
-    while start < len(row) and row[start] in prompt_set:
-        start += 1
-    body = row[start:]
-    if eos in body:
-        return body[: body.index(eos)] + [eos], False
-    return body + [eos], len(body) >= limit  # timestamps mode strips end-of-text
-
-
 def load_teacher(teacher_dir: Path, device: torch.device):
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
@@ -81,34 +72,23 @@ def load_teacher(teacher_dir: Path, device: torch.device):
 @torch.inference_mode()
 def label_batch(teacher, processor, audios: list[np.ndarray], timestamps: list[bool], top_k: int = TOP_K) -> list[dict]:
     """Encoder output, pseudo-label and teacher top-k logits for a batch of windows (<= 30 s each)."""
-    from transformers.modeling_outputs import BaseModelOutput
-
     device, dtype = teacher.device, teacher.dtype
     config = teacher.generation_config
     eos = config.eos_token_id
+    special = SpecialTokens.from_config(config, teacher.config.vocab_size)
     features = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
     enc = teacher.model.encoder(features.to(device, dtype)).last_hidden_state
-    prompt_set = set(prompt_ids(config, False))
     results: list[dict] = [{} for _ in audios]
     for mode in (False, True):
         index = [i for i, ts in enumerate(timestamps) if ts == mode]
         if not index:
             continue
-        limit = min(440, int(TOKENS_PER_SECOND_CAP * max(len(audios[i]) for i in index) / SAMPLE_RATE) + 16)
-        # with timestamps, generate() drops finished rows from `input_features` and fails on encoder
-        # outputs alone: those windows (a fifth) pay for a second encoder pass
-        inputs = (
-            dict(input_features=features[index].to(device, dtype)) if mode
-            else dict(encoder_outputs=BaseModelOutput(last_hidden_state=enc[index]))
-        )
-        out = teacher.generate(
-            **inputs, language="en", task="transcribe",
-            return_timestamps=mode, num_beams=1, do_sample=False, max_new_tokens=limit,
-        )
-        sequences = out["sequences"] if isinstance(out, dict) else out
-        for i, row in zip(index, sequences.tolist()):
-            tokens, truncated = _continuation(row, prompt_set, eos, limit)
-            results[i].update(prompt=prompt_ids(config, mode), tokens=tokens, truncated=truncated, timestamps=mode)
+        prompt = prompt_ids(config, mode)
+        limits = tuple(max_new_tokens(len(audios[i]) / SAMPLE_RATE) for i in index)
+        decoded = decode(DecoderModel(teacher), enc[index], Task(tuple(prompt), mode, limits), special)
+        for i, d in zip(index, decoded):
+            results[i].update(prompt=prompt, tokens=d.tokens + [eos], truncated=d.truncated or d.looped,
+                              timestamps=mode)
 
     # one teacher-forced pass: the teacher's distribution at every position of its own label
     sequences = [r["prompt"] + r["tokens"] for r in results]

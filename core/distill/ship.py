@@ -4,9 +4,11 @@ The trained student differs from `create_student(teacher)` in its decoder layers
 final layer norm (training keeps everything else frozen, see train.py). Those tensors, in fp16, are
 the shipped file (~17 MB for whisper-base instead of ~112 MB for the whole student):
 
-    assets/student/decoder.safetensors   the changed tensors; metadata: format, teacher, layers, fingerprint
-    assets/student/shortlist.json        optional: a token shortlist for the draft model (shortlist.py)
-    assets/student/MODEL_CARD.md         data, voices, compute, losses, WER, acceptance, speed
+    assets/student/decoder.safetensors     the changed tensors; metadata: format, teacher, layers, fingerprint
+    assets/student/draft_vocabulary.json   the tokens the student drafts from (draft_vocabulary.py)
+    assets/student/MODEL_CARD.md           data, voices, compute, losses, WER, acceptance, speed
+
+(file names and manifests: core/checkpoints.py)
 
 `assemble_student(teacher_dir, shipped_dir, out_dir)` rebuilds the student folder the app loads:
 the teacher's encoder, embeddings and projection, the teacher's decoder layers picked as in training,
@@ -24,12 +26,10 @@ from typing import Callable
 
 import torch
 
-from core.distill.shortlist import SHORTLIST_FILE, write_shortlist
-from core.weights import sha256_file
+from core.checkpoints import (DRAFT_VOCABULARY_FILE, MODEL_CARD, SHIPPED_FILE, SHIPPED_FORMAT, read_shipped_metadata,
+                              sha256_file, shipped_available, shipped_fingerprint, write_manifest)
+from core.distill.draft_vocabulary import write_draft_vocabulary
 
-SHIPPED_FILE = "decoder.safetensors"
-MODEL_CARD = "MODEL_CARD.md"
-FORMAT = "distil-whisper-arena/1"
 MAX_SHIPPED_MB = 25
 
 
@@ -63,7 +63,7 @@ def ship(trained: dict[str, torch.Tensor], teacher_dir: Path, out_dir: Path, dec
         if not torch.equal(value, reference[name]):
             changed[name] = value
     metadata = {
-        "format": FORMAT,
+        "format": SHIPPED_FORMAT,
         "teacher": Path(teacher_dir).name,
         "decoder_layers": str(decoder_layers),
         "distilled_from_layers": json.dumps(base.config.distilled_from_layers),
@@ -80,29 +80,17 @@ def ship(trained: dict[str, torch.Tensor], teacher_dir: Path, out_dir: Path, dec
     return path
 
 
-def read_metadata(shipped_dir: Path) -> dict:
-    from safetensors import safe_open
-
-    with safe_open(str(Path(shipped_dir) / SHIPPED_FILE), framework="pt") as f:
-        return dict(f.metadata() or {})
-
-
-def shipped_available(shipped_dir: Path) -> bool:
-    return (Path(shipped_dir) / SHIPPED_FILE).is_file()
-
-
 def assemble_student(teacher_dir: Path, shipped_dir: Path, out_dir: Path) -> Path:
     """The full student folder (weights, config, processor, MANIFEST.json) from the teacher + shipped tensors."""
     from safetensors.torch import load_file
     from transformers import WhisperProcessor
 
     from core.distill.create import create_student
-    from core.weights import write_manifest
 
     teacher_dir, shipped_dir, out_dir = Path(teacher_dir), Path(shipped_dir), Path(out_dir)
-    metadata = read_metadata(shipped_dir)
-    if metadata.get("format") != FORMAT:
-        raise ValueError(f"{shipped_dir / SHIPPED_FILE} is not a {FORMAT} file")
+    metadata = read_shipped_metadata(shipped_dir)
+    if metadata.get("format") != SHIPPED_FORMAT:
+        raise ValueError(f"{shipped_dir / SHIPPED_FILE} is not a {SHIPPED_FORMAT} file")
     teacher = _load_teacher(teacher_dir)
     if _fingerprint(teacher) != metadata["teacher_embed_sha256"]:
         raise ValueError(f"{shipped_dir / SHIPPED_FILE} was trained against another teacher than {teacher_dir}")
@@ -122,24 +110,14 @@ def assemble_student(teacher_dir: Path, shipped_dir: Path, out_dir: Path) -> Pat
     shutil.rmtree(tmp, ignore_errors=True)
     student.save_pretrained(tmp)
     WhisperProcessor.from_pretrained(teacher_dir).save_pretrained(tmp)
-    if (shipped_dir / SHORTLIST_FILE).is_file():
-        shutil.copyfile(shipped_dir / SHORTLIST_FILE, tmp / SHORTLIST_FILE)
+    if (shipped_dir / DRAFT_VOCABULARY_FILE).is_file():
+        shutil.copyfile(shipped_dir / DRAFT_VOCABULARY_FILE, tmp / DRAFT_VOCABULARY_FILE)
     for path in tmp.iterdir():
         path.chmod(0o644)
-    write_manifest(tmp, teacher=teacher_dir.name, trained=True, shipped_sha256=sha256_file(shipped_dir / SHIPPED_FILE))
+    write_manifest(tmp, teacher=teacher_dir.name, trained=True, shipped=shipped_fingerprint(shipped_dir))
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir
-
-
-def student_is_current(student_dir: Path, shipped_dir: Path) -> bool:
-    """False when a shipped decoder exists that `student_dir` was not assembled from (set-up must rebuild)."""
-    if not shipped_available(shipped_dir):
-        return True
-    manifest = Path(student_dir) / "MANIFEST.json"
-    if not manifest.is_file():
-        return False
-    return json.loads(manifest.read_text()).get("shipped_sha256") == sha256_file(Path(shipped_dir) / SHIPPED_FILE)
 
 
 def export(run: Path, teacher_dir: Path, progress: Callable[[str], None] = print) -> tuple[Path, Path]:
@@ -155,9 +133,9 @@ def export(run: Path, teacher_dir: Path, progress: Callable[[str], None] = print
     progress(f"export: {path} ({size_mb:.1f} MB, step {meta['step']})")
     if size_mb > MAX_SHIPPED_MB:
         progress(f"export: warning: {size_mb:.1f} MB is over the {MAX_SHIPPED_MB} MB budget")
-    shortlist = json.loads(write_shortlist(run, teacher_dir, run / "shipped").read_text())
-    progress(f"export: draft vocabulary shortlist of {shortlist['size']} tokens "
-             f"({shortlist['label_token_coverage']:.2%} of label tokens)")
+    vocabulary = json.loads(write_draft_vocabulary(run, teacher_dir, run / "shipped").read_text())
+    progress(f"export: draft vocabulary of {vocabulary['size']} tokens "
+             f"({vocabulary['label_token_coverage']:.2%} of label tokens)")
     student_dir = assemble_student(teacher_dir, run / "shipped", run / "student")
     progress(f"export: full student assembled in {student_dir}")
     return run / "shipped", student_dir
@@ -172,7 +150,7 @@ def publish(run: Path, to: Path, progress: Callable[[str], None] = print) -> Pat
         raise RuntimeError(f"nothing exported in {run / 'shipped'}: run `python -m core.distill export` first")
     write_model_card(run, run / "shipped" / MODEL_CARD)
     to.mkdir(parents=True, exist_ok=True)
-    for name in (SHIPPED_FILE, SHORTLIST_FILE, MODEL_CARD):
+    for name in (SHIPPED_FILE, DRAFT_VOCABULARY_FILE, MODEL_CARD):
         if (run / "shipped" / name).is_file():
             shutil.copyfile(run / "shipped" / name, to / name)
     progress(f"ship: {to / SHIPPED_FILE} ({(to / SHIPPED_FILE).stat().st_size / 1e6:.1f} MB) and {to / MODEL_CARD}")

@@ -1,0 +1,478 @@
+"""One decoding loop for every mode, modelled on openai/whisper's decoding.py.
+
+A decoding step is: the verifying model reads the tokens it has not seen yet and gives logits; Whisper's
+logit rules mask them; a token picker chooses. Greedy decoding is that step one token at a time. Speculative
+decoding is the same step with a draft model in front: the draft proposes a few tokens, the verifying
+model (the teacher) reads them all in one pass, and the picker's choice at each position is kept while it
+equals the draft. So the student and the teacher run `decode(model, ..., draft=None)` and speculative
+decoding runs `decode(teacher, ..., draft=student)`: one loop, one set of rules, one picker, one loop guard,
+and speculative output is the teacher's output by construction, with timestamps too (the rules at a draft
+position see the drafted tokens before it, which are exactly the teacher's tokens whenever it is kept).
+
+Pluggable parts:
+- `LogitRule`s: suppressed tokens, begin-suppression, and Whisper's timestamp rules, as transformers'
+  generate() applies them (its processors, in its order), so each loop's tokens equal generate()'s.
+- `TokenPicker`: greedy, or sampling at a temperature by the Gumbel-max trick with noise fixed by the
+  window's seed and the position. That makes Whisper's temperature fallback deterministic: the teacher and
+  speculative decoding sample the same tokens, and a draft sampled with the same noise is usually accepted.
+- `LoopGuard`: a block of tokens repeated past a limit ends the window (kept once), the same for every mode.
+- `DraftModel`: the student decoder proposing tokens from its own KV cache; it projects only its last
+  position, onto its draft vocabulary when it has one (exact: the teacher verifies over every token).
+
+Greedy rows batch (finished rows are padded with end-of-text); with a draft model the batch is one window.
+Whisper's no-speech probability is read from the first step's logits at the start-of-transcript position,
+before any rule, as openai/whisper does: no extra pass.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+NEG_INF = float("-inf")
+MIN_DRAFT, MAX_DRAFT = 1, 12  # draft length adapts: +2 after a fully kept draft, -1 otherwise
+LOOP_MAX_PERIOD = 48  # longest repeated block (text tokens) the loop guard looks for
+LOOP_MIN_COPIES = 2  # a block said this many times in a row ...
+LOOP_MIN_SPAN = 12  # ... covering this many tokens is a loop: a 6-token sentence said twice, "no, no," six times
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """The ids the rules need, read from a Whisper generation config."""
+
+    eot: int
+    sot: int
+    no_speech: int
+    no_timestamps: int
+    timestamp_begin: int
+    vocab_size: int
+    suppress: tuple[int, ...]
+    begin_suppress: tuple[int, ...]
+    max_initial_timestamp_index: int | None
+
+    @classmethod
+    def from_config(cls, config, vocab_size: int) -> "SpecialTokens":
+        # <|nospeech|> sits just before <|notimestamps|> in every Whisper vocabulary (transformers relies on it too)
+        return cls(
+            eot=config.eos_token_id, sot=config.decoder_start_token_id, no_speech=config.no_timestamps_token_id - 1,
+            no_timestamps=config.no_timestamps_token_id, timestamp_begin=config.no_timestamps_token_id + 1,
+            vocab_size=vocab_size, suppress=tuple(config.suppress_tokens or ()),
+            begin_suppress=tuple(config.begin_suppress_tokens or ()),
+            max_initial_timestamp_index=getattr(config, "max_initial_timestamp_index", None),
+        )
+
+    def text_only(self, tokens: Sequence[int]) -> list[int]:
+        return [t for t in tokens if t < self.eot]
+
+
+# ---- logit rules ---------------------------------------------------------------------------------
+
+
+class LogitRule:
+    """Masks logits in place. `sampled[k]` is what row k has produced after its prompt and forced prefix."""
+
+    def apply(self, logits: torch.Tensor, sampled: list[list[int]]) -> None:
+        raise NotImplementedError
+
+
+class SuppressTokens(LogitRule):
+    """Tokens Whisper never writes (speaker tags, music notes, ...): the config's `suppress_tokens`."""
+
+    def __init__(self, ids: Sequence[int], vocab_size: int, device):
+        self.mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        self.mask[list(ids)] = True
+
+    def apply(self, logits, sampled):
+        logits.masked_fill_(self.mask, NEG_INF)
+
+
+class SuppressAtBegin(LogitRule):
+    """No blank and no end-of-text as the first token (the config's `begin_suppress_tokens`)."""
+
+    def __init__(self, ids: Sequence[int]):
+        self.ids = list(ids)
+
+    def apply(self, logits, sampled):
+        for k, row in enumerate(sampled):
+            if not row:
+                logits[k, self.ids] = NEG_INF
+
+
+class TimestampRules(LogitRule):
+    """Whisper's timestamp grammar (openai's ApplyTimestampRules, transformers' WhisperTimeStampLogitsProcessor):
+    timestamps come in pairs except before end-of-text, never decrease, the first token is a timestamp no
+    later than max_initial_timestamp, and a timestamp is forced when all timestamps together outweigh the
+    best text token."""
+
+    def __init__(self, special: SpecialTokens):
+        self.s = special
+
+    def apply(self, logits, sampled):
+        begin, eot = self.s.timestamp_begin, self.s.eot
+        logits[:, self.s.no_timestamps] = NEG_INF
+        for k, row in enumerate(sampled):
+            last = len(row) >= 1 and row[-1] >= begin
+            penultimate = len(row) < 2 or row[-2] >= begin
+            if last:
+                if penultimate:
+                    logits[k, begin:] = NEG_INF
+                else:
+                    logits[k, :eot] = NEG_INF
+            stamps = [t for t in row if t >= begin]
+            if stamps:
+                floor = stamps[-1] if last and not penultimate else stamps[-1] + 1
+                logits[k, begin:floor] = NEG_INF
+            if not row:
+                logits[k, :begin] = NEG_INF
+                if self.s.max_initial_timestamp_index is not None:
+                    logits[k, begin + self.s.max_initial_timestamp_index + 1 :] = NEG_INF
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        stamp_mass = logprobs[:, begin:].logsumexp(dim=-1)
+        best_text = logprobs[:, :begin].max(dim=-1).values
+        logits[:, :begin].masked_fill_((stamp_mass > best_text).unsqueeze(-1), NEG_INF)
+
+
+def logit_rules(special: SpecialTokens, timestamps: bool, after_prefix: bool, device) -> list[LogitRule]:
+    """generate()'s processors in generate()'s order. After a forced prefix the transcript has begun, so the
+    begin rule is off: a prefix that already says everything may end at once."""
+    rules: list[LogitRule] = []
+    if special.begin_suppress and not after_prefix:
+        rules.append(SuppressAtBegin(special.begin_suppress))
+    if special.suppress:
+        rules.append(SuppressTokens(special.suppress, special.vocab_size, device))
+    if timestamps:
+        rules.append(TimestampRules(special))
+    return rules
+
+
+# ---- token pickers -------------------------------------------------------------------------------
+
+
+class TokenPicker:
+    """Greedy (temperature 0) or a deterministic sample: argmax(logits / T + Gumbel noise), the noise drawn
+    from a generator seeded by (seed, position). The same position always gets the same noise, whichever
+    loop and batch row asks, so sampling is reproducible and speculative decoding stays exact."""
+
+    def __init__(self, temperature: float = 0.0):
+        self.temperature = temperature
+
+    def pick(self, logits: torch.Tensor, positions: Sequence[int], seeds: Sequence[int]) -> list[int]:
+        """One token per row of `logits`; row k is at `positions[k]` of a window seeded `seeds[k]`."""
+        if self.temperature <= 0:
+            return logits.argmax(-1).tolist()
+        size = logits.shape[-1]
+        noise = torch.stack([self._gumbel(seed, p, size) for p, seed in zip(positions, seeds)]).to(logits.device)
+        return (logits.float() / self.temperature + noise).argmax(-1).tolist()
+
+    @staticmethod
+    def _gumbel(seed: int, position: int, size: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + position)
+        uniform = torch.rand(size, generator=generator).clamp_(1e-20, 1.0)
+        return -torch.log(-torch.log(uniform))
+
+
+# ---- loop guard ----------------------------------------------------------------------------------
+
+
+class LoopGuard:
+    """Ends a window that repeats itself: the same block of text tokens at least LOOP_MIN_COPIES times in a
+    row, the copies covering at least LOOP_MIN_SPAN tokens. Timestamps are ignored (a looping segment gets
+    new ones). The cut keeps the block once, so a loop costs a few tokens instead of running to the length
+    cap, and the cut decode goes to Whisper's temperature fallback (core/gate.py)."""
+
+    def __init__(self, eot: int, max_period: int = LOOP_MAX_PERIOD, min_copies: int = LOOP_MIN_COPIES,
+                 min_span: int = LOOP_MIN_SPAN):
+        self.eot, self.max_period, self.min_copies, self.min_span = eot, max_period, min_copies, min_span
+
+    def cut(self, sampled: Sequence[int]) -> int | None:
+        """None, or how many of `sampled` to keep when its last token completes a loop."""
+        if not sampled or sampled[-1] >= self.eot:
+            return None
+        where = [i for i, t in enumerate(sampled) if t < self.eot]
+        text = [sampled[i] for i in where]
+        for period in range(1, min(self.max_period, len(text) // self.min_copies) + 1):
+            copies = max(self.min_copies, math.ceil(self.min_span / period))
+            span = period * copies
+            if span > len(text) or text[-1] != text[-1 - period]:
+                continue
+            tail = text[-span:]
+            if tail == tail[:period] * copies:
+                return where[len(text) - span + period]  # keep everything up to the first copy's end
+        return None
+
+
+# ---- models --------------------------------------------------------------------------------------
+
+
+def new_cache():
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    return EncoderDecoderCache(DynamicCache(), DynamicCache())
+
+
+def truncate_cache(cache, length: int) -> None:
+    """Forget cached positions past `length` (transformers 5 crops by a negative count)."""
+    excess = cache.get_seq_length() - length
+    if excess > 0:
+        cache.crop(-excess)
+
+
+class DecoderModel:
+    """A Whisper decoder and its output projection, reading tokens into a KV cache.
+
+    `vocabulary` restricts the projection to those ids (a draft model's shortlist): the logits come back
+    full-size, -inf elsewhere, so every rule and picker works on them unchanged."""
+
+    def __init__(self, model, vocabulary: Sequence[int] | None = None):
+        self.decoder = model.model.decoder
+        weight = model.proj_out.weight
+        self.vocab_size = weight.shape[0]
+        self.ids = None if vocabulary is None else torch.tensor(sorted(set(vocabulary)), device=weight.device)
+        self.weight = weight if self.ids is None else weight.detach()[self.ids]
+
+    def logits(self, ids: torch.Tensor, encoder_states: torch.Tensor, cache, positions: Sequence[int] | None = None):
+        """(rows, positions, vocab) float logits of `ids` (rows, n) read after what `cache` holds;
+        `positions` picks which of the n to project (None: all)."""
+        hidden = self.decoder(input_ids=ids, encoder_hidden_states=encoder_states, past_key_values=cache,
+                              use_cache=True).last_hidden_state
+        if positions is not None:
+            hidden = hidden[:, list(positions)]
+        logits = (hidden @ self.weight.T).float()
+        if self.ids is None:
+            return logits
+        full = logits.new_full((*logits.shape[:-1], self.vocab_size), NEG_INF)
+        full[..., self.ids] = logits
+        return full
+
+
+class DraftModel:
+    """The student as draft model: proposes tokens greedily (or with the picker's noise) from its own cache."""
+
+    def __init__(self, model, vocabulary: Sequence[int] | None, draft_tokens: int):
+        self.decoder = DecoderModel(model, vocabulary)
+        self.draft_tokens = draft_tokens
+
+
+# ---- the loop ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    """What to decode, the same for every mode of a request; per window, a length cap and a sampling seed."""
+
+    prompt: tuple[int, ...]
+    timestamps: bool
+    limits: tuple[int, ...]  # most tokens after the prompt (the forced prefix included), per window
+    seeds: tuple[int, ...] = ()  # sampling noise per window (temperature > 0); default 0
+    prefix: tuple[int, ...] = ()
+    temperature: float = 0.0
+
+    def seed(self, row: int) -> int:
+        return self.seeds[row] if self.seeds else 0
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One verifying pass of speculative decoding: the draft it read and how many of its tokens were kept.
+    The tokens it added are the kept ones plus the teacher's own (its correction, or a bonus after a full
+    match), from `position` on."""
+
+    position: int  # index in Decoded.tokens of the first token this pass added
+    draft: tuple[int, ...]
+    accepted: int
+
+
+@dataclass
+class Decoded:
+    """One window's decode: tokens after the prompt (prefix first, no end-of-text), and what the safeguards read."""
+
+    tokens: list[int]
+    sum_logprob: float = 0.0
+    logprob_count: int = 0  # tokens whose log-probability is in the sum (end-of-text included)
+    no_speech_prob: float = 0.0  # this model's P(<|nospeech|>) at the start-of-transcript position
+    looped: bool = False  # the loop guard ended it
+    truncated: bool = False  # the length cap ended it
+    temperature: float = 0.0
+    model_passes: int = 0  # forward passes of the verifying model
+    passes: list[Pass] = field(default_factory=list)  # speculative decoding only
+    draft_s: float = 0.0
+    verify_s: float = 0.0
+
+    @property
+    def avg_logprob(self) -> float:
+        return self.sum_logprob / max(self.logprob_count, 1)
+
+    @property
+    def drafted(self) -> int:
+        return sum(len(p.draft) for p in self.passes)
+
+    @property
+    def accepted(self) -> int:
+        return sum(p.accepted for p in self.passes)
+
+
+@torch.inference_mode()
+def decode(model: DecoderModel, encoder_states: torch.Tensor, task: Task, special: SpecialTokens,
+           draft: DraftModel | None = None, clock: Callable[[], float] = time.perf_counter,
+           draft_states: torch.Tensor | None = None) -> list[Decoded]:
+    """Decode every row of `encoder_states` (one row when there is a draft model; `draft_states`: the draft
+    model's own encoder output, when its encoder is not the verifying model's)."""
+    if draft is not None and len(encoder_states) != 1:
+        raise ValueError("speculative decoding decodes one window at a time")
+    if len(task.limits) != len(encoder_states):
+        raise ValueError("one length cap per window")
+    rules = logit_rules(special, task.timestamps, bool(task.prefix), encoder_states.device)
+    picker = TokenPicker(task.temperature)
+    guard = LoopGuard(special.eot)
+    if draft is None:
+        return _greedy(model, encoder_states, task, special, rules, picker, guard, clock)
+    return [_speculative(model, draft, encoder_states, encoder_states if draft_states is None else draft_states,
+                         task, special, rules, picker, guard, clock)]
+
+
+def _first_step(model: DecoderModel, encoder_states, task: Task, special: SpecialTokens, cache):
+    """Read prompt and prefix; return the logits for the first new token and P(<|nospeech|>) per row."""
+    start = [*task.prompt, *task.prefix]
+    ids = torch.tensor([start] * len(encoder_states), device=encoder_states.device)
+    sot = task.prompt.index(special.sot)
+    logits = model.logits(ids, encoder_states, cache, positions=[sot, len(start) - 1])
+    no_speech = torch.softmax(logits[:, 0], dim=-1)[:, special.no_speech].tolist()
+    return logits[:, 1], no_speech
+
+
+def _apply(rules: list[LogitRule], logits: torch.Tensor, sampled: list[list[int]]) -> torch.Tensor:
+    for rule in rules:
+        rule.apply(logits, sampled)
+    return logits
+
+
+def _logprobs(logits: torch.Tensor, chosen: Sequence[int]) -> list[float]:
+    """Log-probability of each row's chosen token under the masked logits (openai's sum_logprobs)."""
+    index = torch.tensor(list(chosen), device=logits.device)[:, None]
+    return (logits.gather(-1, index)[:, 0] - logits.logsumexp(-1)).tolist()
+
+
+def _greedy(model, encoder_states, task, special, rules, picker, guard, clock) -> list[Decoded]:
+    rows, eot = len(encoder_states), special.eot
+    seeds = [task.seed(k) for k in range(rows)]
+    cache = new_cache()
+    started = clock()
+    logits, no_speech = _first_step(model, encoder_states, task, special, cache)
+    results = [Decoded(list(task.prefix), no_speech_prob=p, temperature=task.temperature, model_passes=1)
+               for p in no_speech]
+    sampled: list[list[int]] = [[] for _ in range(rows)]
+    done = [len(task.prefix) >= limit for limit in task.limits]
+    while True:
+        logits = _apply(rules, logits, sampled)
+        chosen = picker.pick(logits, [len(r.tokens) for r in results], seeds)
+        for k, (token, logprob) in enumerate(zip(chosen, _logprobs(logits, chosen))):
+            if done[k]:
+                continue
+            result = results[k]
+            result.sum_logprob += logprob
+            result.logprob_count += 1
+            if token == eot:
+                done[k] = True
+                continue
+            result.tokens.append(token)
+            sampled[k].append(token)
+            keep = guard.cut(sampled[k])
+            if keep is not None:
+                del result.tokens[len(task.prefix) + keep :]
+                result.looped = done[k] = True
+            elif len(result.tokens) >= task.limits[k]:
+                result.truncated = done[k] = True
+        if all(done):
+            break
+        last = [r.tokens[-1] if not d else eot for r, d in zip(results, done)]  # finished rows read padding
+        logits = model.logits(torch.tensor(last, device=encoder_states.device)[:, None], encoder_states, cache)[:, 0]
+        for k in range(rows):
+            results[k].model_passes += not done[k]
+    elapsed = clock() - started
+    for result in results:
+        result.verify_s = elapsed
+    return results
+
+
+def _speculative(model, draft: DraftModel, encoder_states, draft_states, task, special, rules, picker, guard,
+                 clock) -> Decoded:
+    eot, limit, seed, device = special.eot, task.limits[0], [task.seed(0)], encoder_states.device
+    cache, draft_cache = new_cache(), new_cache()
+    started = clock()
+    logits, (no_speech,) = _first_step(model, encoder_states, task, special, cache)
+    result = Decoded(list(task.prefix), no_speech_prob=no_speech, temperature=task.temperature, model_passes=1)
+    context = [*task.prompt, *task.prefix]  # everything the models have read or will read
+    begin = len(context)
+
+    def emit(token: int, logprob: float) -> bool:
+        """Add one token as the greedy loop would; True when the window has ended."""
+        result.sum_logprob += logprob
+        result.logprob_count += 1
+        if token == eot:
+            return True
+        result.tokens.append(token)
+        context.append(token)
+        keep = guard.cut(context[begin:])
+        if keep is not None:
+            del result.tokens[len(task.prefix) + keep :]
+            result.looped = True
+            return True
+        if len(result.tokens) >= limit:
+            result.truncated = True
+            return True
+        return False
+
+    if len(task.prefix) >= limit:
+        result.verify_s = clock() - started
+        return result
+    logits = _apply(rules, logits, [[]])
+    (first,) = picker.pick(logits, [len(result.tokens)], seed)
+    ended = emit(first, _logprobs(logits, [first])[0])
+    result.verify_s = clock() - started
+    draft_seen = 0  # context tokens in the draft model's cache
+    k = draft.draft_tokens
+
+    while not ended:
+        # draft: catch the draft model up on the context, then propose up to k tokens
+        t0 = clock()
+        proposal: list[int] = []
+        pending = context[draft_seen:]
+        for _ in range(min(k, limit - len(result.tokens))):
+            step = draft.decoder.logits(torch.tensor([pending], device=device), draft_states, draft_cache,
+                                        positions=[len(pending) - 1])[:, 0]
+            step = _apply(rules, step, [context[begin:] + proposal])
+            (token,) = picker.pick(step, [len(result.tokens) + len(proposal)], seed)
+            proposal.append(token)
+            pending = [token]
+            if token == eot:
+                break
+        draft_seen = len(context) + len(proposal) - 1  # the last proposed token is not read yet
+        t1 = clock()
+
+        # verify: one pass over the last kept token and the whole proposal; keep the picker's choices
+        # while they equal the draft, then the first choice that differs (or a bonus after a full match)
+        verified = model.logits(torch.tensor([[context[-1], *proposal]], device=device), encoder_states, cache)[0]
+        result.model_passes += 1
+        position, accepted = len(result.tokens), 0
+        for j in range(len(proposal) + 1):
+            row = _apply(rules, verified[j : j + 1], [context[begin:]])
+            (choice,) = picker.pick(row, [len(result.tokens)], seed)
+            matched = j < len(proposal) and choice == proposal[j]
+            accepted += matched
+            ended = emit(choice, _logprobs(row, [choice])[0])
+            if ended or not matched:
+                break
+        result.passes.append(Pass(position, tuple(proposal), accepted))
+        result.draft_s += t1 - t0
+        result.verify_s += clock() - t1
+        if not ended:
+            # forget what the caches hold beyond the kept tokens
+            truncate_cache(cache, len(context) - 1)
+            draft_seen = min(draft_seen, len(context) - 1)
+            truncate_cache(draft_cache, draft_seen)
+            k = min(MAX_DRAFT, k + 2) if accepted == len(proposal) else max(MIN_DRAFT, k - 1)
+    return result
