@@ -1,7 +1,15 @@
-"""The seed's table, measured here: `python -m core.bench --preset P --data DIR [--json OUT] [--plot OUT.png]`.
+"""The seed's table, like for like: `python -m core.bench --preset P [--data DIR] [--long DIR] [--noisy DIR]`.
 
-Relative latency follows the Distil-Whisper paper: teacher latency / mode latency (teacher = 1.0,
-higher is faster), computed per clip with the modes interleaved in one process, median over clips.
+Every mode runs alone on each clip (a request of its own: it pays its own VAD, features and encoder), the
+modes interleaved in rotating order and the whole set repeated (`--repeat`), all through the same decoding
+loop, algorithm and batch size (`--batch-size`, 1 by default: speculative decoding takes one window at a
+time, so the student and the teacher do too; the teacher batching its windows is reported on its own row,
+because batching and speculation compete on long audio). Relative latency follows the Distil-Whisper
+paper: teacher latency / mode latency per clip (median over repeats), median over clips; the range beside
+it is over repeats (total teacher time / total mode time per repeat). faster-whisper runs the same weights
+in CTranslate2, fp32 and int8, as the peer columns (`--no-peer` to skip them).
+
+Hallucination columns (on `--long` and `--noisy`): 5-gram repetition rate and insertion rate per mode.
 """
 
 from __future__ import annotations
@@ -12,19 +20,21 @@ import os
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from core.audio import SAMPLE_RATE, load_audio
 from core.engine import Arena, Options
-from core.windows import WINDOW_S
-from core.metrics import corpus_wer
+from core.metrics import corpus_wer, insertion_rate, repetition_rate
 from core.modes import MODES
+from core.report import report, run_entry
+from core.windows import WINDOW_S
 
-PEER = "faster-whisper"
-LONG_GAP_S = 0.5
+REPO = Path(__file__).resolve().parents[1]
+PEERS = {"faster-whisper fp32": "float32", "faster-whisper int8": "int8"}
+BATCHED = "teacher, batch {batch}"
 RSS_SAMPLE_S = 0.01
 
 
@@ -40,26 +50,36 @@ class Clip:
 
 
 @dataclass
-class ModeStats:
-    latencies: list[float] = field(default_factory=list)
-    ratios: list[float] = field(default_factory=list)  # teacher latency / this latency, per clip
-    audio_s: float = 0.0
-    tokens: int = 0
+class Runs:
+    """One row's measurements: latency per (set, algorithm, clip) over repeats, texts per (set, algorithm)."""
+
+    latency: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
+    audio_s: dict[str, float] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+    texts: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     drafted: int = 0
     accepted: int = 0
-    short_refs: list[str] = field(default_factory=list)
-    short_hyps: list[str] = field(default_factory=list)
-    long_wer: dict[str, float] = field(default_factory=dict)
+    passes: int = 0
+    fallbacks: int = 0
+    looped: int = 0
+    windows: int = 0
+    mismatches: int = 0
     peak_rss_mb: float = 0.0
 
-
-@dataclass
-class Requests:
-    """Short clips with every mode in one request: wall-clock against the sum of what the modes were
-    charged (each mode pays the shared encoder pass as if alone, the request pays it once)."""
-
-    wall_s: float = 0.0
-    charged_s: float = 0.0
+    def add(self, group: str, clip: Clip, latency: float, text: str, algorithm: str, result=None) -> None:
+        self.latency.setdefault((group, algorithm, clip.name), []).append(latency)
+        self.texts.setdefault((group, algorithm), {})[clip.name] = text
+        first = len(self.latency[(group, algorithm, clip.name)]) == 1
+        if first and group == "short":
+            self.audio_s[group] = self.audio_s.get(group, 0.0) + clip.seconds
+        if result is not None and first:
+            self.tokens[group] = self.tokens.get(group, 0) + result.tokens
+            self.drafted += result.draft_tokens or 0
+            self.accepted += result.accepted_tokens or 0
+            self.passes += result.model_passes
+            self.fallbacks += sum(w.attempts > 1 for w in result.windows)
+            self.looped += sum(w.looped for w in result.windows)
+            self.windows += len(result.windows)
 
 
 class RssPeak:
@@ -87,149 +107,178 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def load_clips(data: Path, limit: int | None = None) -> list[Clip]:
+def load_clips(data: Path | None, limit: int | None = None) -> list[Clip]:
+    if data is None:
+        return []
     rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    clips = [Clip(Path(r["file"]).stem, load_audio(data / r["file"]), r["text"]) for r in rows[:limit]]
-    return clips
-
-
-def joined_long_clip(clips: list[Clip]) -> Clip:
-    """When the data has no clip over 30 s, join its speech clips into one long-form test."""
-    gap = np.zeros(int(LONG_GAP_S * SAMPLE_RATE), dtype=np.float32)
-    speech = [c for c in clips if c.text]
-    audio = np.concatenate([x for c in speech for x in (c.audio, gap)])
-    while len(audio) <= WINDOW_S * SAMPLE_RATE * 2:
-        audio = np.concatenate([audio, audio])
-        speech = speech * 2
-    return Clip("joined", audio, " ".join(c.text for c in speech))
+    return [Clip(Path(r["file"]).stem, load_audio(data / r["file"]), r["text"]) for r in rows[:limit]]
 
 
 class FasterWhisperPeer:
-    """The same whisper-base weights in CTranslate2, as a CPU user would run them instead."""
+    """The same whisper-base weights in CTranslate2, as a CPU user would run them instead: greedy, its own
+    sequential algorithm with silero VAD (as ours), no timestamps in the output."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, compute_type: str):
         from faster_whisper import WhisperModel
 
         from core import weights
 
         self.model = WhisperModel(str(weights.ctranslate2_dir(weights.TEACHER_BASE)), device="cpu",
-                                  compute_type="float32", cpu_threads=threads)
+                                  compute_type=compute_type, cpu_threads=threads)
 
-    def transcribe(self, audio: np.ndarray) -> tuple[str, float, int]:
+    def transcribe(self, audio: np.ndarray) -> tuple[str, float]:
         started = time.perf_counter()
-        segments, _ = self.model.transcribe(audio, language="en", beam_size=1, without_timestamps=True,
-                                            condition_on_previous_text=False, vad_filter=False, temperature=0.0)
-        segments = list(segments)
-        latency = time.perf_counter() - started
-        return "".join(s.text for s in segments).strip(), latency, sum(len(s.tokens) for s in segments)
+        segments, _ = self.model.transcribe(audio, language="en", beam_size=1, condition_on_previous_text=False,
+                                            vad_filter=True, temperature=0.0)
+        text = "".join(s.text for s in segments).strip()
+        return text, time.perf_counter() - started
 
 
-def run(arena: Arena, clips: list[Clip], modes: tuple[str, ...], peer: FasterWhisperPeer | None,
-        long_forms: tuple[str, ...]) -> tuple[dict[str, ModeStats], int, Requests]:
-    stats = {m: ModeStats() for m in modes}
-    requests = Requests()
-    if peer:
-        stats[PEER] = ModeStats()
-    mismatches = 0
-    short = [c for c in clips if c.seconds <= WINDOW_S]
-    long = [c for c in clips if c.seconds > WINDOW_S] or ([joined_long_clip(clips)] if long_forms else [])
-
-    for clip in short:
-        per_mode = {}
-        started = time.perf_counter()
-        for result in arena.iter_transcribe(clip.audio, Options(modes=modes)):
-            per_mode[result.mode] = (result.text, result.latency_s, result.tokens)
-            requests.charged_s += result.latency_s
-            s = stats[result.mode]
-            s.drafted += result.draft_tokens or 0
-            s.accepted += result.accepted_tokens or 0
-            mismatches += result.identical_to_teacher is False
-        requests.wall_s += time.perf_counter() - started
-        if peer:
-            with RssPeak() as rss:
-                per_mode[PEER] = peer.transcribe(clip.audio)
-            stats[PEER].peak_rss_mb = max(stats[PEER].peak_rss_mb, rss.peak)
-        teacher_latency = per_mode.get("teacher", (None, None))[1]
-        for mode, (text, latency, tokens) in per_mode.items():
-            s = stats[mode]
-            s.latencies.append(latency)
-            s.audio_s += clip.seconds
-            s.tokens += tokens
-            if teacher_latency:
-                s.ratios.append(teacher_latency / latency)
-            if clip.text or text:
-                s.short_refs.append(clip.text)
-                s.short_hyps.append(text)
-
-    for clip in long:
-        for algorithm in long_forms:
-            for result in arena.iter_transcribe(clip.audio, Options(modes=modes, long_form=algorithm)):
-                stats[result.mode].long_wer[result.algorithm] = corpus_wer([clip.text], [result.text])
-                mismatches += result.identical_to_teacher is False
-        if peer:
-            text, _, _ = peer.transcribe(clip.audio)
-            stats[PEER].long_wer["sequential"] = corpus_wer([clip.text], [text])
-    return stats, mismatches, requests
+def _rotated(items: list, by: int) -> list:
+    by %= max(len(items), 1)
+    return items[by:] + items[:by]
 
 
-def measure_rss(arena: Arena, clips: list[Clip], modes: tuple[str, ...], stats: dict[str, ModeStats]) -> None:
+def measure(arena: Arena, sets: dict[str, list[Clip]], modes: tuple[str, ...], peers: dict, repeat: int,
+            batch: int, progress=print) -> tuple[dict[str, Runs], list[dict]]:
+    """Every clip, every row, `repeat` times, interleaved. Returns the rows and the report's run entries."""
+    rows = {m: Runs() for m in modes} | {name: Runs() for name in peers}
+    batched = BATCHED.format(batch=8)
+    if "teacher" in modes and (sets.get("long") or sets.get("noisy")):
+        rows[batched] = Runs()
+    entries = []
+    for r in range(repeat):
+        for group, clips in sets.items():
+            algorithms = ("short-form",) if group == "short" else ("chunked", "sequential")
+            if group == "noisy" and r:
+                continue  # texts only: once is enough
+            for index, clip in enumerate(clips):
+                for algorithm in algorithms:
+                    runs = {}
+                    base = Options(modes=modes, long_form="chunked" if algorithm == "short-form" else algorithm,
+                                   batch_size=batch)
+                    order = [*modes] + ([batched] if batched in rows and algorithm == "chunked" else [])
+                    for name in _rotated(order, r + index):
+                        mode = "teacher" if name == batched else name
+                        options = replace(base, modes=(mode,), batch_size=8 if name == batched else batch)
+                        (result,) = arena.transcribe(clip.audio, options)
+                        rows[name].add(group, clip, result.latency_s, result.text, algorithm, result)
+                        runs[name] = result
+                    if "teacher" in runs and "speculative" in runs:
+                        rows["speculative"].mismatches += runs["teacher"].token_ids != runs["speculative"].token_ids
+                    if r == 0:
+                        entries.append(run_entry(clip.name, f"bench/{group}", clip.seconds, clip.text, base,
+                                                 [runs[m] for m in modes]))
+                if group != "noisy" or not r:
+                    for name in _rotated(list(peers), r):
+                        text, latency = peers[name].transcribe(clip.audio)
+                        rows[name].add(group, clip, latency, text, "sequential" if group != "short" else "short-form")
+            progress(f"bench: repeat {r + 1}/{repeat}, {group} done")
+    return rows, entries
+
+
+def measure_rss(arena: Arena, clips: list[Clip], modes: tuple[str, ...], rows: dict[str, Runs]) -> None:
     """Peak RSS per mode on the longest short clip (modes run one after another, so peaks are per mode)."""
-    clip = max((c for c in clips if c.seconds <= WINDOW_S), key=lambda c: c.seconds)
+    if not clips:
+        return
+    clip = max(clips, key=lambda c: c.seconds)
     for mode in modes:
         with RssPeak() as rss:
             arena.transcribe(clip.audio, Options(modes=(mode,)))
-        stats[mode].peak_rss_mb = rss.peak
+        rows[mode].peak_rss_mb = rss.peak
 
 
-def summarise(arena: Arena, stats: dict[str, ModeStats], clips: int, mismatches: int, requests: Requests) -> dict:
+def _ratios(rows: dict[str, Runs], name: str, group: str, algorithm: str) -> tuple[float | None, list[float]]:
+    """Median over clips of the per-clip ratio teacher/row (medians over repeats), and per-repeat totals."""
+    teacher, mine = rows["teacher"].latency, rows[name].latency
+    keys = [k for k in mine if k[:2] == (group, algorithm) and k in teacher]
+    if not keys:
+        return None, []
+    per_clip = [statistics.median(teacher[k]) / statistics.median(mine[k]) for k in keys]
+    repeats = min(min(len(mine[k]), len(teacher[k])) for k in keys)
+    totals = [sum(teacher[k][i] for k in keys) / sum(mine[k][i] for k in keys) for i in range(repeats)]
+    return statistics.median(per_clip), totals
+
+
+def summarise(arena: Arena, rows: dict[str, Runs], sets: dict[str, list[Clip]], batch: int) -> dict:
     info = arena.info
     params = {"student": info.student_params_m, "teacher": info.teacher_params_m,
-              "speculative": info.teacher_params_m + info.student_decoder_params_m, PEER: info.teacher_params_m}
-    modes = {}
-    for mode, s in stats.items():
-        latency = sum(s.latencies)
-        long_wer = s.long_wer or {}
-        modes[mode] = {
-            "params_m": round(params[mode], 1),
-            "rel_latency": round(statistics.median(s.ratios), 3) if s.ratios else None,
-            "rtfx": round(s.audio_s / latency, 2) if latency else None,
-            "tokens_per_s": round(s.tokens / latency, 1) if latency else None,
-            "wer_short": round(corpus_wer(s.short_refs, s.short_hyps), 4) if s.short_refs else None,
-            "wer_long": {k: round(v, 4) for k, v in long_wer.items()} or None,
-            "acceptance_rate": round(s.accepted / s.drafted, 4) if s.drafted else None,
-            "peak_rss_mb": round(s.peak_rss_mb, 0) if s.peak_rss_mb else None,
-        }
-    return {"preset": info.preset, "device": info.device, "dtype": info.dtype, "clips": clips,
-            "speculative_mismatches": mismatches, "modes": modes,
-            "requests": {"wall_s": round(requests.wall_s, 2), "modes_charged_s": round(requests.charged_s, 2)}}
+              "speculative": info.teacher_params_m + info.student_decoder_params_m}
+    refs = {group: {c.name: c.text for c in clips} for group, clips in sets.items()}
+    summary = {}
+    for name, runs in rows.items():
+        row = {"params_m": round(params.get("teacher" if name.startswith(("teacher", "faster")) else name, 0.0), 1)}
+        # long clips: the modes chunked against the chunked teacher, the peers against the sequential teacher
+        for group, algorithm in (("short", "short-form"), ("long", "sequential" if name in PEERS else "chunked")):
+            ratio, totals = _ratios(rows, name, group, algorithm)
+            row[f"rel_latency_{group}"] = None if ratio is None else round(ratio, 3)
+            row[f"rel_latency_{group}_range"] = [round(min(totals), 3), round(max(totals), 3)] if totals else None
+        seconds = sum(statistics.median(v) for (g, _, _), v in runs.latency.items() if g == "short")
+        row["rtfx_short"] = round(runs.audio_s.get("short", 0) / seconds, 2) if seconds else None
+        row["tokens_per_s_short"] = round(runs.tokens.get("short", 0) / seconds, 1) if seconds and runs.tokens else None
+        for (group, algorithm), texts in runs.texts.items():
+            names = sorted(texts)
+            key = f"wer_{group}" if group == "short" else f"wer_{group}_{algorithm}"
+            row[key] = round(corpus_wer([refs[group][n] for n in names], [texts[n] for n in names]), 4)
+        hallucination = [(refs[g][n], t) for (g, a), texts in runs.texts.items() if g in ("long", "noisy")
+                         and a in ("chunked", "sequential") for n, t in texts.items()]
+        if hallucination:
+            row["repetition_5gram"] = round(repetition_rate(t for _, t in hallucination), 4)
+            row["insertion_rate"] = round(insertion_rate(*zip(*hallucination)), 4)
+        row["acceptance_rate"] = round(runs.accepted / runs.drafted, 4) if runs.drafted else None
+        row["tokens_per_pass"] = (round(sum(runs.tokens.values()) / runs.passes, 2)
+                                  if runs.passes and name == "speculative" else None)
+        row["fallback_windows"] = runs.fallbacks if runs.windows else None
+        row["looped_windows"] = runs.looped if runs.windows else None
+        row["windows"] = runs.windows or None
+        row["peak_rss_mb"] = round(runs.peak_rss_mb) if runs.peak_rss_mb else None
+        summary[name] = row
+    reference_rep = [c.text for g in ("long", "noisy") for c in sets.get(g, [])]
+    return {
+        "preset": info.preset, "device": info.device, "dtype": info.dtype, "batch_size": batch,
+        "clips": {g: len(c) for g, c in sets.items()},
+        "audio_s": {g: round(sum(c.seconds for c in clips), 1) for g, clips in sets.items()},
+        "speculative_mismatches": rows["speculative"].mismatches if "speculative" in rows else None,
+        "reference_repetition_5gram": round(repetition_rate(reference_rep), 4) if reference_rep else None,
+        "rows": summary,
+    }
 
 
 def markdown(summary: dict) -> str:
     def fmt(value, spec="{:.2f}"):
         return "–" if value is None else spec.format(value)
 
-    def fmt_long(value):
-        if not value:
+    def ratio(row, group):
+        value, span = row[f"rel_latency_{group}"], row[f"rel_latency_{group}_range"]
+        if value is None:
             return "–"
-        return " / ".join(f"{k} {v:.1%}" for k, v in sorted(value.items()))
+        return f"{value:.2f}" + (f" ({span[0]:.2f}-{span[1]:.2f})" if span and span[0] != span[1] else "")
 
+    clips = ", ".join(f"{g} {n} clips / {summary['audio_s'][g]:.0f} s" for g, n in summary["clips"].items())
     lines = [
-        f"preset `{summary['preset']}` on {summary['device']} ({summary['dtype']}), {summary['clips']} clips, "
-        f"speculative ≠ teacher: {summary['speculative_mismatches']}",
+        f"preset `{summary['preset']}` on {summary['device']} ({summary['dtype']}); {clips}; batch size "
+        f"{summary['batch_size']} for every mode (the batched-teacher row aside); speculative ≠ teacher: "
+        f"{summary['speculative_mismatches']}",
         "",
-        "| mode | params (M) | rel. latency | RTFx | tokens/s | short-form WER | long-form WER | acceptance | peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| | params (M) | rel. latency short | rel. latency long | RTFx short | tokens/s short | WER short "
+        "| WER long chunked / sequential | acceptance | tokens per teacher pass | 5-gram repetition | insertions "
+        "| fallback / looped windows | peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for mode, m in summary["modes"].items():
+    for name, r in summary["rows"].items():
+        long_wer = " / ".join(fmt(r.get(f"wer_long_{a}"), "{:.1%}") for a in ("chunked", "sequential"))
+        windows = "–" if r["windows"] is None else f"{r['fallback_windows']} / {r['looped_windows']} of {r['windows']}"
         lines.append(
-            f"| {mode} | {fmt(m['params_m'], '{:.1f}')} | {fmt(m['rel_latency'])} | {fmt(m['rtfx'], '{:.1f}')} | "
-            f"{fmt(m['tokens_per_s'], '{:.1f}')} | {fmt(m['wer_short'], '{:.1%}')} | {fmt_long(m['wer_long'])} | "
-            f"{fmt(m['acceptance_rate'], '{:.0%}')} | {fmt(m['peak_rss_mb'], '{:.0f}')} |"
+            f"| {name} | {fmt(r['params_m'], '{:.1f}')} | {ratio(r, 'short')} | {ratio(r, 'long')} | "
+            f"{fmt(r['rtfx_short'], '{:.1f}')} | {fmt(r['tokens_per_s_short'], '{:.1f}')} | "
+            f"{fmt(r.get('wer_short'), '{:.1%}')} | {long_wer} | {fmt(r['acceptance_rate'], '{:.0%}')} | "
+            f"{fmt(r['tokens_per_pass'])} | {fmt(r.get('repetition_5gram'), '{:.1%}')} | "
+            f"{fmt(r.get('insertion_rate'), '{:.1%}')} | {windows} | {fmt(r['peak_rss_mb'], '{:.0f}')} |"
         )
-    requests = summary.get("requests") or {}
-    if requests.get("wall_s"):
-        lines += ["", f"Requests with every mode took {requests['wall_s']:.2f} s wall-clock in all; their modes were "
-                      f"charged {requests['modes_charged_s']:.2f} s (each pays the shared encoder pass as if alone)."]
+    lines += ["", "Rel. latency long: the modes and the batched teacher chunked, against the teacher chunked at batch "
+                  f"{summary['batch_size']}; the peers (their own sequential algorithm) against the teacher's sequential."]
+    if summary.get("reference_repetition_5gram") is not None:
+        lines += [f"The references' own 5-gram repetition rate: {summary['reference_repetition_5gram']:.1%}."]
     return "\n".join(lines)
 
 
@@ -239,14 +288,18 @@ def plot(summary: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [m for m, v in summary["modes"].items() if v["rel_latency"] is not None]
-    values = [summary["modes"][m]["rel_latency"] for m in names]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    bars = ax.bar(names, values, color=["#4C72B0", "#55A868", "#C44E52", "#8172B2"][: len(names)])
+    from core.modes import TRAITS
+
+    names = [n for n, r in summary["rows"].items() if r["rel_latency_short"] is not None]
+    values = [summary["rows"][n]["rel_latency_short"] for n in names]
+    colours = [TRAITS[n].colour if n in TRAITS else "#8172B2" for n in names]
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    bars = ax.bar(names, values, color=colours)
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     ax.bar_label(bars, fmt="%.2fx")
-    ax.set_ylabel("speed vs teacher (×)")
-    ax.set_title(f"{summary['preset']} on {summary['device']}, {summary['clips']} clips")
+    ax.set_ylabel("speed vs teacher (×), short clips")
+    ax.set_title(f"{summary['preset']} on {summary['device']}, like for like (batch {summary['batch_size']})")
+    plt.setp(ax.get_xticklabels(), rotation=15, ha="right")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -257,35 +310,39 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m core.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--preset")
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1] / "assets" / "audio")
+    parser.add_argument("--data", type=Path, default=REPO / "assets" / "audio", help="clips up to 30 s (manifest.jsonl)")
+    parser.add_argument("--long", type=Path, help="clips over 30 s (e.g. data/eval/long from core.bench_data)")
+    parser.add_argument("--noisy", type=Path, help="long clips with silence and noise (hallucination columns)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--limit", type=int, help="use the first N clips of the manifest")
-    parser.add_argument("--long-form", nargs="*", default=["chunked", "sequential"], choices=["chunked", "sequential"],
-                        help="long-form algorithms to score (none: skip long-form)")
+    parser.add_argument("--limit", type=int, help="the first N clips of each manifest")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=1, help="windows decoded together, every mode")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
-                        help="add faster-whisper on the same weights (local preset, when installed)")
-    parser.add_argument("--json", type=Path)
+                        help="faster-whisper on the same weights, fp32 and int8 (local preset, when installed)")
+    parser.add_argument("--json", type=Path, help="the report (core/report.py schema) with the summary")
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args(argv)
 
     quiet_libraries()
     arena = Arena.load(args.preset)
-    clips = load_clips(args.data, args.limit)
-    peer = None
+    short = [c for c in load_clips(args.data, args.limit) if c.seconds <= WINDOW_S]
+    sets = {"short": short, "long": load_clips(args.long, args.limit), "noisy": load_clips(args.noisy, args.limit)}
+    sets = {g: c for g, c in sets.items() if c}
+    peers = {}
     if args.peer and arena.info.preset == "local":
         try:
             import torch
 
-            peer = FasterWhisperPeer(torch.get_num_threads())
+            peers = {name: FasterWhisperPeer(torch.get_num_threads(), kind) for name, kind in PEERS.items()}
         except ImportError:
-            print("faster-whisper is not installed: peer column skipped (pip install -r requirements-dev.txt)")
+            print("faster-whisper is not installed: peer columns skipped (pip install -r requirements-dev.txt)")
     modes = tuple(m for m in MODES if m in args.modes)
-    stats, mismatches, requests = run(arena, clips, modes, peer, tuple(args.long_form))
-    measure_rss(arena, clips, modes, stats)
-    summary = summarise(arena, stats, len(clips), mismatches, requests)
+    rows, entries = measure(arena, sets, modes, peers, args.repeat, args.batch_size)
+    measure_rss(arena, sets.get("short", []), modes, rows)
+    summary = summarise(arena, rows, sets, args.batch_size)
     print(markdown(summary))
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=1))
+        args.json.write_text(json.dumps(report(arena.info, entries, summary), indent=1))
     if args.plot:
         plot(summary, args.plot)
     return 0

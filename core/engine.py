@@ -25,6 +25,7 @@ import torch
 from core.audio import SAMPLE_RATE
 from core.decoding import Decoded, DecoderModel, DraftModel, SpecialTokens, Task, decode, new_cache
 from core.errors import ArenaError
+from core.gate import TEMPERATURES
 from core.models import LoadedModels, load_models
 from core.modes import MODES, TRAITS
 from core.presets import get_preset
@@ -51,6 +52,7 @@ class Options:
     prefix: str = ""  # text the transcript is forced to begin with (<= 30 s, no timestamps): a live update's committed words
     no_speech_rule: bool = True  # False: the caller knows this audio holds speech (a live utterance already judged)
     vad: bool = True  # plan windows from speech; False: the audio (<= 30 s) is one window (a live buffer is gated already)
+    fallback: bool = True  # Whisper's temperature fallback; False: a decode that needs one is marked suspect instead
 
 
 class EncoderCache:
@@ -257,7 +259,8 @@ class Arena:
         run = _ModeRun(self, mode, request)
         with torch.inference_mode():
             transcripts = transcribe(windows, run.features_of, run, self._prompt(options), options.timestamps,
-                                     tuple(self._prefix_ids(options)), options.no_speech_rule)
+                                     tuple(self._prefix_ids(options)), options.no_speech_rule,
+                                     TEMPERATURES if options.fallback else TEMPERATURES[:1])
         timing = replace(run.charged(), vad_s=vad_s)
         return self._result(mode, run, transcripts, timing, algorithm, request)
 
@@ -362,7 +365,7 @@ class Arena:
                 temperature=max((d.decoded.temperature for d in kept), default=0.0),
                 attempts=max((d.attempts for d in kept), default=1),
                 looped=any(d.decoded.looped for d in kept), no_speech=any(d.no_speech for d in kept),
-                repaired=transcript.repaired))
+                repaired=transcript.repaired, suspect=any(d.suspect for d in kept)))
         token_ids = [t.kept for t in transcripts]
         traits = TRAITS[mode]
         result = ModeResult(

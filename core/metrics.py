@@ -82,3 +82,35 @@ def corpus_wer(references: Iterable[str], hypotheses: Iterable[str]) -> float:
     if ref_words == 0:
         return 0.0
     return edits / ref_words
+
+
+def insertion_rate(references: Iterable[str], hypotheses: Iterable[str]) -> float:
+    """Inserted words over reference words, corpus-wide (the Distil-Whisper paper's hallucination measure:
+    words that are in no reference, e.g. text invented in silence or noise). Empty references count their
+    hypothesis words as insertions against nothing, so they raise the rate but add no reference words."""
+    inserted = words = 0
+    for reference, hypothesis in zip(references, hypotheses, strict=True):
+        ref, hyp = normalize(reference), normalize(hypothesis)
+        words += len(ref.split())
+        if not hyp:
+            continue
+        if not ref:
+            inserted += len(hyp.split())
+            continue
+        inserted += jiwer.process_words(ref, hyp).insertions
+    return inserted / words if words else 0.0
+
+
+def repetition_rate(texts: Iterable[str], n: int = 5) -> float:
+    """Share of word n-grams that repeat an earlier n-gram of the same text (the paper's 5-gram repetitions:
+    a looping decoder scores high; so does a menu that repeats itself, hence the reference's own rate)."""
+    repeated = total = 0
+    for text in texts:
+        words = normalize(text).split()
+        seen = set()
+        for i in range(len(words) - n + 1):
+            gram = tuple(words[i : i + n])
+            repeated += gram in seen
+            seen.add(gram)
+            total += 1
+    return repeated / total if total else 0.0

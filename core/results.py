@@ -57,6 +57,7 @@ class WindowReport:
     looped: bool  # the loop guard cut a decode
     no_speech: bool  # dropped by the no-speech rule
     repaired: bool  # decoded again in halves: the first decode stopped early
+    suspect: bool = False  # still unlikely or repetitive after every fallback
 
 
 @dataclass
@@ -112,9 +113,10 @@ class ModeResult:
         """Tokens each pass of the deciding model produced (1 for greedy decoding)."""
         return self.tokens / self.model_passes if self.model_passes else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self, trace: bool = False) -> dict:
+        """Every field as JSON; `trace`: with the speculative passes and the token ids too."""
         data = asdict(self)
-        for key in ("token_ids", "trace", "timing"):
+        for key in ("timing",) if trace else ("token_ids", "trace", "timing"):
             data.pop(key)
         data.update(
             latency_s=round(self.latency_s, 4),

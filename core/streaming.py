@@ -442,11 +442,12 @@ class LiveTranscriber:
         if self.language is None and getattr(self.arena, "multilingual", False):
             self.language = self.arena.detect_language(audio)  # once: every update then agrees
         options = Options(modes=(self.mode,), language=self.language, prefix=" ".join(prefix),
-                          no_speech_rule=not self._speech_confirmed, vad=False)
+                          no_speech_rule=not self._speech_confirmed, vad=False, fallback=False)
         (result,) = self.arena.transcribe(audio, options)
         self._compute_s += self._clock() - started
         self._decodes += 1
-        words = result.text.split()
+        # a hypothesis Whisper's safeguards doubt (unlikely or repetitive) is never committed
+        words = [] if any(w.suspect for w in result.windows) else result.text.split()
         self._speech_confirmed = self._speech_confirmed or bool(words)
         return words
 

@@ -65,6 +65,7 @@ class SegmentDecode:
     attempts: int  # 1 + temperature fallbacks
     no_speech: bool
     pieces: list[TimedPiece]  # what it says, by segment (one piece without timestamps)
+    suspect: bool = False  # still unlikely or repetitive after every fallback (a live update commits none of it)
 
     @property
     def kept(self) -> list[int]:
@@ -84,9 +85,12 @@ class WindowTranscript:
 
 def transcribe(windows: Sequence[Window], features_of: Callable[[Window], Features], runner: Runner,
                prompt_of: Callable[[bool], tuple[int, ...]], timestamps: bool, prefix: tuple[int, ...] = (),
-               no_speech_rule: bool = True, repair: bool = True) -> list[WindowTranscript]:
+               no_speech_rule: bool = True, temperatures: Sequence[float] = TEMPERATURES,
+               repair: bool = True) -> list[WindowTranscript]:
     """Decode every window to the end; returns one transcript per window (two for a repaired one).
-    `no_speech_rule=False`: the caller knows the audio holds speech (a live update of a confirmed utterance)."""
+    `no_speech_rule=False`: the caller knows the audio holds speech (a live update of a confirmed utterance).
+    `temperatures=(0.0,)`: no fallback; what would need one comes back `suspect` (a live update, which
+    cannot wait for five more decodes, commits none of it)."""
     results = {w: WindowTranscript(w) for w in windows}
     seeks = {w: 0 for w in windows}
     stamped = {w: timestamps or features_of(w).content_frames > N_FRAMES for w in windows}
@@ -101,7 +105,7 @@ def transcribe(windows: Sequence[Window], features_of: Callable[[Window], Featur
                 jobs = [(w, seeks[w], features_of(w).segment(seeks[w])) for w in batch]
                 states = runner.encode(jobs)
                 decodes = _with_fallback(runner, states, jobs, features_of, prompt_of(flag), flag, prefix,
-                                         no_speech_rule)
+                                         no_speech_rule, temperatures)
                 for (w, seek, _), (decoded, attempts) in zip(jobs, decodes):
                     frames = features_of(w).segment_frames(seek)
                     segment, advance = _read(runner, w, seek, frames, decoded, attempts, flag, no_speech_rule)
@@ -110,7 +114,7 @@ def transcribe(windows: Sequence[Window], features_of: Callable[[Window], Featur
     out = [results[w] for w in windows]
     if repair and not timestamps:
         out = [part for transcript in out
-               for part in _repaired(transcript, features_of, runner, prompt_of, prefix, no_speech_rule)]
+               for part in _repaired(transcript, features_of, runner, prompt_of, prefix, no_speech_rule, temperatures)]
     return out
 
 
@@ -118,13 +122,14 @@ def _no_speech(decoded: Decoded, text: str, rule: bool) -> bool:
     return rule and is_no_speech(decoded.no_speech_prob, decoded.avg_logprob, text, decoded.looped)
 
 
-def _with_fallback(runner: Runner, states, jobs, features_of, prompt, timestamps: bool, prefix, no_speech_rule: bool):
+def _with_fallback(runner: Runner, states, jobs, features_of, prompt, timestamps: bool, prefix, no_speech_rule: bool,
+                   temperatures: Sequence[float]):
     """Decode at temperature 0, then again at each next temperature the rows that need it."""
     limits = [max_new_tokens(features_of(w).segment_frames(seek) * HOP / SAMPLE_RATE) for w, seek, _ in jobs]
     seeds = [(w.regions[0].start * 7919 + seek) % 2**31 for w, seek, _ in jobs]
     attempts: list[list[Decoded]] = [[] for _ in jobs]
     todo = list(range(len(jobs)))
-    for temperature in TEMPERATURES:
+    for temperature in temperatures:
         task = Task(prompt, timestamps, tuple(limits[i] for i in todo), tuple(seeds[i] for i in todo), prefix,
                     temperature)
         still = []
@@ -149,22 +154,24 @@ def _with_fallback(runner: Runner, states, jobs, features_of, prompt, timestamps
 def _read(runner: Runner, window: Window, seek: int, frames: int, decoded: Decoded, attempts: int, timestamps: bool,
           no_speech_rule: bool):
     """What one segment's decode says, and how far to seek."""
-    if _no_speech(decoded, runner.text(decoded.tokens), no_speech_rule):
+    text = runner.text(decoded.tokens)
+    if _no_speech(decoded, text, no_speech_rule):
         return SegmentDecode(seek, decoded, attempts, True, []), frames
+    suspect = needs_fallback(decoded.avg_logprob, text, False)  # a loop the guard cut is kept once: not suspect
     if not timestamps:
         whole = [TimedPiece(0.0, window.seconds, tuple(decoded.tokens))]
-        return SegmentDecode(seek, decoded, attempts, False, whole), frames
+        return SegmentDecode(seek, decoded, attempts, False, whole, suspect), frames
     pieces, advance = split_segments(decoded.tokens, runner.timestamp_begin, seek, frames)
     if advance == frames and frames == N_FRAMES:
         last = last_timestamp_frames(decoded.tokens, runner.timestamp_begin)
         ahead = window.voiced_s((seek + last) * HOP / SAMPLE_RATE, (seek + frames) * HOP / SAMPLE_RATE)
         if last >= MIN_SEEK_FRAMES and ahead >= MIN_VOICED_AFTER_S:
             advance = last  # the decode stopped early: resume where it stopped
-    return SegmentDecode(seek, decoded, attempts, False, pieces), advance
+    return SegmentDecode(seek, decoded, attempts, False, pieces, suspect), advance
 
 
-def _repaired(transcript: WindowTranscript, features_of, runner: Runner, prompt_of, prefix,
-              no_speech_rule: bool) -> list[WindowTranscript]:
+def _repaired(transcript: WindowTranscript, features_of, runner: Runner, prompt_of, prefix, no_speech_rule: bool,
+              temperatures: Sequence[float]) -> list[WindowTranscript]:
     """The window as it is, or in two halves when its text is far shorter than its speech."""
     voiced = transcript.window.voiced_s()
     if any(d.no_speech for d in transcript.decodes) or voiced < MIN_VOICED_CHECK_S \
@@ -173,7 +180,8 @@ def _repaired(transcript: WindowTranscript, features_of, runner: Runner, prompt_
     parts = halves(transcript.window)
     if parts is None:
         return [transcript]
-    again = transcribe(parts, features_of, runner, prompt_of, False, prefix, no_speech_rule, repair=False)
+    again = transcribe(parts, features_of, runner, prompt_of, False, prefix, no_speech_rule, temperatures,
+                       repair=False)
     if sum(len(t.kept) for t in again) <= len(transcript.kept):
         return [transcript]
     for part in again:

@@ -9,6 +9,7 @@ import torch
 
 from conftest import AUDIO, REPO
 from core import weights
+from core.checkpoints import MANIFEST, verify, write_manifest
 from core.distill.create import create_student, pick_decoder_layers
 from core.models import encoder_matches
 
@@ -29,10 +30,10 @@ def test_setup_is_a_verifying_no_op_the_second_time():
 
 def test_verify_detects_a_changed_file(tmp_path):
     (tmp_path / "a.bin").write_bytes(b"weights")
-    weights.write_manifest(tmp_path)
-    assert weights.verify(tmp_path)
+    write_manifest(tmp_path)
+    assert verify(tmp_path)
     (tmp_path / "a.bin").write_bytes(b"tampered")
-    assert not weights.verify(tmp_path)
+    assert not verify(tmp_path)
 
 
 def test_tokenizer_matches_openai(tokenizer):
@@ -93,5 +94,5 @@ def test_student_initialisation_copies_the_right_layers():
 
 
 def test_local_student_manifest_records_its_teacher():
-    info = json.loads((weights.MODELS_DIR / weights.STUDENT_BASE / weights.MANIFEST).read_text())
+    info = json.loads((weights.MODELS_DIR / weights.STUDENT_BASE / MANIFEST).read_text())
     assert info["teacher"] == weights.TEACHER_BASE

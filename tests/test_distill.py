@@ -19,8 +19,9 @@ from core import weights
 from core.distill import augment, corpus
 from core.distill.data import DataConfig, build, make_window, read_manifest
 from core.distill.label import keep, load_records
-from core.distill.ship import (MAX_SHIPPED_MB, SHIPPED_FILE, assemble_student, export, read_metadata,
-                               student_is_current)
+from core.checkpoints import (DRAFT_VOCABULARY_FILE, SHIPPED_FILE, read_shipped_metadata, student_is_current,
+                              verify)
+from core.distill.ship import MAX_SHIPPED_MB, assemble_student, export
 from core.distill.train import (StepBatches, TrainConfig, distill_loss, is_trainable, latest_checkpoint, load_trained,
                                 read_log, train)
 from core.distill.voices import Voice, engine_available, list_voices, synthesize
@@ -45,7 +46,7 @@ def toy_run(tmp_path_factory):
     """data -> label -> train, once for the module."""
     if not engine_available("espeak-ng"):
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    if not weights.verify(TEACHER, check_hashes=False):
+    if not verify(TEACHER, check_hashes=False):
         pytest.skip("run `make setup` first (no teacher)")
     from core.cli import quiet_libraries
     from core.distill.label import label
@@ -132,12 +133,12 @@ def test_export_ships_only_the_decoder_and_assembles_the_student(toy_run, tmp_pa
 
     tensors = load_file(str(shipped))
     assert tensors and all(is_trainable(name) and t.dtype == torch.float16 for name, t in tensors.items())
-    assert read_metadata(shipped_dir)["distilled_from_layers"] == "[0, 5]"
-    shortlist = json.loads((shipped_dir / "shortlist.json").read_text())
-    assert 10_000 < shortlist["size"] < 30_000 and shortlist["label_token_coverage"] > 0.9
+    assert read_shipped_metadata(shipped_dir)["distilled_from_layers"] == "[0, 5]"
+    vocabulary = json.loads((shipped_dir / DRAFT_VOCABULARY_FILE).read_text())
+    assert 10_000 < vocabulary["size"] < 30_000 and vocabulary["label_token_coverage"] > 0.9
 
     out = assemble_student(TEACHER, shipped_dir, tmp_path / "student")
-    assert weights.verify(out) and student_is_current(out, shipped_dir) and (out / "shortlist.json").is_file()
+    assert verify(out) and student_is_current(out, shipped_dir) and (out / DRAFT_VOCABULARY_FILE).is_file()
     student = WhisperForConditionalGeneration.from_pretrained(out, dtype=torch.float32)
     teacher = WhisperForConditionalGeneration.from_pretrained(TEACHER, dtype=torch.float32)
     trained, _ = load_trained(toy_run)
@@ -160,11 +161,10 @@ def test_evaluate_through_the_arena(toy_run, tmp_path):
     manifest = tmp_path / "clips.jsonl"
     clip = {"file": str(AUDIO / "goforward.wav"), "text": "go forward ten meters"}
     manifest.write_text(json.dumps(clip) + "\n")
-    result = evaluate(toy_run / "student", TEACHER, [manifest], repeat=1, progress=lambda _: None, warmup=False,
-                      shortlist="assistant")
+    result = evaluate(toy_run / "student", TEACHER, [manifest], repeat=1, progress=lambda _: None, warmup=False)
     summary = result["summary"]
     assert summary["clips"] == 1 and summary["wer_teacher"] == 0.0
-    assert summary["speculative_identical"] == "1/1"  # the teacher verifies every (shortlisted) draft token
+    assert summary["speculative_identical"] == "1/1"  # the teacher verifies every draft token
     assert summary["latency_student_s"] > 0 and summary["acceptance_rate"] is not None
     assert set(summary["targets"]) and result["clips"][0]["student"]["text"] is not None
 
@@ -268,20 +268,6 @@ def test_distill_loss_is_zero_only_when_the_student_matches():
     loss, other = distill_loss(torch.randn(5, 10), targets, ids, teacher, temperature=2.0)
     assert abs(float(same["kl"])) < 1e-5 and float(same["agree"]) == 1.0
     assert float(other["kl"]) > 0.1 and float(loss) > float(other["ce"])
-
-
-def test_shortlist_projection_keeps_logits_of_listed_tokens():
-    from core.distill.shortlist import ShortlistProjection
-
-    torch.manual_seed(0)
-    full = torch.nn.Linear(16, 50, bias=False)
-    ids = torch.tensor([0, 3, 7, 20, 49])
-    hidden = torch.randn(2, 3, 16)
-    out = ShortlistProjection(full.weight, ids)(hidden)
-    expected = full(hidden)
-    assert out.shape == expected.shape
-    torch.testing.assert_close(out[..., ids], expected[..., ids])
-    assert torch.isinf(out[..., 1]).all() and set(out.argmax(-1).flatten().tolist()) <= set(ids.tolist())
 
 
 def test_step_batches_are_permutations_split_between_processes():

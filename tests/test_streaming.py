@@ -167,7 +167,7 @@ class ToneArena:
         if self.flicker:  # a model that never says the same thing twice
             out = [f"{w}{self.calls % 2}" for w in out]
         prefix = options.prefix.split()  # forced: the first words are the prefix, whatever was heard
-        return [SimpleNamespace(text=" ".join(prefix + out[len(prefix) :]))]
+        return [SimpleNamespace(text=" ".join(prefix + out[len(prefix) :]), windows=[])]
 
 
 def tone_stream(audio, chunk_s=0.5, cost=lambda s: 0.05 + 0.01 * s, flicker=False, **kwargs):
