@@ -249,6 +249,37 @@ class DecoderModel:
         return full
 
 
+def first_position_logits(model, token: int, encoder_states: torch.Tensor) -> torch.Tensor:
+    """(rows, vocab) logits of a Whisper decoder reading one token at position 0, without ever computing the
+    cross-attention keys and values over the 1500 encoder frames.
+
+    One query attends to the encoder: q.(W_k e_t) = (W_k^T q).e_t, and sum_t p_t (W_v e_t + b) = W_v (sum_t p_t
+    e_t) + b, so each head costs two products with the encoder output instead of projecting all of it (~60x
+    fewer multiplications; whisper-base on this CPU: ~40 ms instead of ~0.2 s, the output projection included).
+    That makes Whisper's no-speech probability, read at this position, cheap for a mode whose own decoder
+    is not the judge.
+    Self-attention over a single token is its value projection."""
+    decoder = model.model.decoder
+    rows = encoder_states.shape[0]
+    ids = torch.full((rows, 1), token, device=encoder_states.device)
+    hidden = (decoder.embed_tokens(ids) + decoder.embed_positions.weight[:1])[:, 0]  # (rows, d)
+    for layer in decoder.layers:
+        attn = layer.self_attn
+        hidden = hidden + attn.out_proj(attn.v_proj(layer.self_attn_layer_norm(hidden)))
+        cross = layer.encoder_attn
+        heads, width = cross.num_heads, cross.head_dim
+        q = (cross.q_proj(layer.encoder_attn_layer_norm(hidden)) * cross.scaling).view(rows, heads, width)
+        u = torch.einsum("rhj,hjd->rhd", q, cross.k_proj.weight.view(heads, width, -1))  # W_k^T q per head
+        weights = torch.softmax(torch.einsum("rhd,rtd->rht", u, encoder_states), dim=-1)
+        mixed = torch.einsum("rht,rtd->rhd", weights, encoder_states)  # sum_t p_t e_t per head
+        context = torch.einsum("rhd,hjd->rhj", mixed, cross.v_proj.weight.view(heads, width, -1))
+        if cross.v_proj.bias is not None:
+            context = context + cross.v_proj.bias.view(heads, width)
+        hidden = hidden + cross.out_proj(context.reshape(rows, -1))
+        hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(hidden))))
+    return model.proj_out(decoder.layer_norm(hidden)).float()
+
+
 class DraftModel:
     """The student as draft model: proposes tokens greedily (or with the picker's noise) from its own cache."""
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from core.audio import SAMPLE_RATE
-from core.decoding import Decoded, DecoderModel, DraftModel, SpecialTokens, Task, decode, new_cache
+from core.decoding import Decoded, DecoderModel, DraftModel, SpecialTokens, Task, decode, first_position_logits
 from core.errors import ArenaError
 from core.gate import TEMPERATURES
 from core.models import LoadedModels, load_models
@@ -314,14 +314,13 @@ class Arena:
         return torch.cat(found)
 
     def _judge(self, request: _Request, states: torch.Tensor, task: Task, jobs, run: _ModeRun) -> list[float]:
-        """The teacher's P(<|nospeech|>) for each segment: one decoder step over its start-of-transcript token."""
+        """The teacher's P(<|nospeech|>) for each segment: its first decoder position, read cheaply."""
         keys = [(w, seek) for w, seek, _ in jobs]
         missing = [i for i, key in enumerate(keys) if key not in request.judged]
         if missing:
             started = self._now()
-            ids = torch.full((len(missing), 1), self.special.sot, device=states.device)
-            logits = self.decoders["teacher"].logits(ids, states[missing], new_cache())
-            probs = torch.softmax(logits[:, 0], dim=-1)[:, self.special.no_speech].tolist()
+            logits = first_position_logits(self.models.teacher, self.special.sot, states[missing])
+            probs = torch.softmax(logits, dim=-1)[:, self.special.no_speech].tolist()
             each = (self._now() - started) / len(missing)
             for i, p in zip(missing, probs):
                 request.judged[keys[i]] = (p, each)
@@ -336,8 +335,7 @@ class Arena:
         with torch.inference_mode():
             states = self._encode(request, self.models.teacher.model.encoder,
                                   [(window, 0, self._features(request, window).segment(0))])
-            ids = torch.full((1, 1), self.special.sot, device=states.device)
-            logits = self.decoders["teacher"].logits(ids, states, new_cache())[0, 0]
+            logits = first_position_logits(self.models.teacher, self.special.sot, states)[0]
         codes = self.config.lang_to_id
         best = max(codes, key=lambda code: float(logits[codes[code]]))
         request.language_s = self._now() - started

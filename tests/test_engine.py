@@ -421,3 +421,16 @@ def test_forced_prefix_and_whole_window_are_refused_where_they_cannot_hold(arena
         arena.transcribe(long_clip[0], Options(modes=("student",), prefix="And so"))
     with pytest.raises(ArenaError, match="VAD"):
         arena.transcribe(long_clip[0], Options(modes=("student",), vad=False))
+
+
+def test_the_cheap_first_position_equals_the_decoder(arena):
+    """The no-speech judge's shortcut (no cross-attention keys and values) gives the decoder's own logits."""
+    from core.decoding import first_position_logits, new_cache
+
+    for name in ("jfk.wav", "silence_5s.wav"):
+        _, states = _states(arena, load_audio(AUDIO / name))
+        for model in ("teacher", "student"):
+            with torch.inference_mode():
+                full = arena.decoders[model].logits(torch.tensor([[arena.special.sot]]), states, new_cache())[:, 0]
+                fast = first_position_logits(getattr(arena.models, model), arena.special.sot, states)
+            assert torch.allclose(full, fast, atol=1e-3), (name, model)
