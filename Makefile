@@ -2,13 +2,12 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# System tools: ffmpeg for every decode; chromium (headless) only for the browser tests.
+# System tools: ffmpeg for every decode; chromium (headless) for the browser tests; the distillation
+# data's TTS voices and free texts (the tests run the pipeline with every engine).
 APT_RUNTIME := ffmpeg
-APT_TEST    := ffmpeg chromium espeak-ng
-
-# Distillation data (TTS voices and free texts); not needed to run or test the app.
 APT_DISTILL := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
                r-cran-janeaustenr wordnet-base fortunes
+APT_TEST    := ffmpeg chromium $(APT_DISTILL)
 
 .PHONY: setup setup-test setup-distill demo test clean-models
 
@@ -19,8 +18,8 @@ $(VENV)/.runtime: requirements.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
-	$(BIN)/pip install -q -r requirements-dev.txt
+$(VENV)/.dev: requirements-dev.txt requirements-distill.txt $(VENV)/.runtime
+	$(BIN)/pip install -q -r requirements-dev.txt -r requirements-distill.txt
 	touch $@
 
 setup: $(VENV)/.runtime
@@ -31,10 +30,7 @@ setup-test: $(VENV)/.dev
 	@bash tools/apt_ensure.sh $(APT_TEST)
 	$(BIN)/python -m core setup
 
-setup-distill: $(VENV)/.dev
-	@bash tools/apt_ensure.sh $(APT_DISTILL)
-	$(BIN)/pip install -q -r requirements-distill.txt
-	$(BIN)/python -m core setup
+setup-distill: setup-test
 
 demo: setup
 	$(BIN)/python app.py

@@ -9,6 +9,7 @@ import logging  # noqa: E402
 import os  # noqa: E402
 
 from ui import handlers  # noqa: E402 - first of the project imports: spaces must precede torch
+from ui.gpu import ZERO_GPU  # noqa: E402
 from ui.layout import AUDIO_DIR, CSS, QUEUE_SIZE, THEME, build_demo  # noqa: E402
 
 from core.cli import quiet_libraries  # noqa: E402
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_arena(preset: str | None) -> tuple[Arena | None, str | None]:
     """The loaded models, or None and the reason, so the page can still explain what to fix."""
     try:
-        return Arena.load(preset), None
+        return Arena.load(preset, warmup=False), None
     except ModelUnavailableError as err:
         log.error("models unavailable: %s", err)
         return None, str(err)
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     quiet_libraries()
     arena, load_error = load_arena(args.preset)
     handlers.attach(arena, load_error)
+    if arena is not None and not ZERO_GPU:  # on ZeroGPU a GPU exists only inside a request: the first one warms up
+        handlers.warm_up()
     demo = build_demo(arena.info if arena else None, load_error)
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     demo.launch(

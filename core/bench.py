@@ -236,6 +236,7 @@ def summarise(arena: Arena, rows: dict[str, Runs], sets: dict[str, list[Clip]], 
     reference_rep = [c.text for g in ("long", "noisy") for c in sets.get(g, [])]
     return {
         "preset": info.preset, "device": info.device, "dtype": info.dtype, "batch_size": batch,
+        "chunk_length_s": arena.models.preset.chunk_length_s,
         "clips": {g: len(c) for g, c in sets.items()},
         "audio_s": {g: round(sum(c.seconds for c in clips), 1) for g, clips in sets.items()},
         "speculative_mismatches": rows["speculative"].mismatches if "speculative" in rows else None,
@@ -256,7 +257,8 @@ def markdown(summary: dict) -> str:
 
     clips = ", ".join(f"{g} {n} clips / {summary['audio_s'][g]:.0f} s" for g, n in summary["clips"].items())
     lines = [
-        f"preset `{summary['preset']}` on {summary['device']} ({summary['dtype']}); {clips}; batch size "
+        f"preset `{summary['preset']}` on {summary['device']} ({summary['dtype']}); {clips}; chunks of "
+        f"{summary['chunk_length_s']:g} s; batch size "
         f"{summary['batch_size']} for every mode (the batched-teacher row aside); speculative ≠ teacher: "
         f"{summary['speculative_mismatches']}",
         "",
@@ -310,13 +312,15 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m core.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--preset")
-    parser.add_argument("--data", type=Path, default=REPO / "assets" / "audio", help="clips up to 30 s (manifest.jsonl)")
+    parser.add_argument("--data", type=Path, default=REPO / "assets" / "audio",
+                        help="clips up to 30 s (manifest.jsonl); 'none' for no short clips")
     parser.add_argument("--long", type=Path, help="clips over 30 s (e.g. data/eval/long from core.bench_data)")
     parser.add_argument("--noisy", type=Path, help="long clips with silence and noise (hallucination columns)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--limit", type=int, help="the first N clips of each manifest")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=1, help="windows decoded together, every mode")
+    parser.add_argument("--chunk-length-s", type=float, help="the chunked algorithm's window length (default: the preset's)")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
                         help="faster-whisper on the same weights, fp32 and int8 (local preset, when installed)")
     parser.add_argument("--json", type=Path, help="the report (core/report.py schema) with the summary")
@@ -325,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_libraries()
     arena = Arena.load(args.preset)
-    short = [c for c in load_clips(args.data, args.limit) if c.seconds <= WINDOW_S]
+    if args.chunk_length_s:
+        arena.models.preset = replace(arena.models.preset, chunk_length_s=args.chunk_length_s)
+    short = [c for c in load_clips(None if str(args.data) == "none" else args.data, args.limit) if c.seconds <= WINDOW_S]
     sets = {"short": short, "long": load_clips(args.long, args.limit), "noisy": load_clips(args.noisy, args.limit)}
     sets = {g: c for g, c in sets.items() if c}
     peers = {}

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from core.audio import SAMPLE_RATE
-from core.decoding import Decoded, DecoderModel, DraftModel, SpecialTokens, Task, decode, first_position_logits
+from core.decoding import Decoded, DecoderModel, DraftModel, Pass, SpecialTokens, Task, decode, first_position_logits
 from core.errors import ArenaError
 from core.gate import TEMPERATURES
 from core.models import LoadedModels, load_models
@@ -59,8 +59,8 @@ class EncoderCache:
     """Encoder outputs of a request, bounded: on a GPU they wait in host memory, so GPU memory stays flat
     however long the audio; past `max_bytes` the oldest are dropped (a later mode then encodes again)."""
 
-    def __init__(self, device: torch.device, max_bytes: int = ENCODER_CACHE_BYTES):
-        self.device, self.max_bytes, self.bytes = device, max_bytes, 0
+    def __init__(self, device: torch.device, max_bytes: int | None = None):
+        self.device, self.max_bytes, self.bytes = device, max_bytes or ENCODER_CACHE_BYTES, 0
         self._items: OrderedDict = OrderedDict()
         self.seconds: dict = {}  # what each output cost, kept after eviction: modes are charged as if alone
 
@@ -90,7 +90,8 @@ class _Request:
     features: dict[Window, tuple[Features, float]] = field(default_factory=dict)
     encoded: EncoderCache | None = None
     judged: dict[tuple[Window, int], tuple[float, float]] = field(default_factory=dict)  # teacher P(no speech)
-    language_s: float = 0.0
+    language_s: float = 0.0  # language detection, charged to the modes when they needed it (language "auto")
+    detected_language: str | None = None
 
 
 class _ModeRun:
@@ -107,6 +108,7 @@ class _ModeRun:
         self.judge = mode == "student" and request.options.no_speech_rule  # the teacher judges the student's windows
         self.used_features: set[Window] = set()
         self.used_encodings: set = set()
+        self.judged: set[tuple[Window, int]] = set()
         self.timing = Timing(judge_s=request.language_s)
         self.decodes: list[tuple[Window, int, Decoded]] = []
 
@@ -142,9 +144,11 @@ class _ModeRun:
                               verify_s=self.timing.verify_s + elapsed - draft_s)
         if self.judge:
             teacher_states = self._encode(arena.models.teacher.model.encoder, jobs)
-            probs = arena._judge(self.request, teacher_states, task, jobs, self)
-            for d, p in zip(decoded, probs):
+            for (w, seek, _), d, (p, seconds) in zip(jobs, decoded, arena._judge(self.request, teacher_states, jobs)):
                 d.no_speech_prob = p
+                if (w, seek) not in self.judged:  # once per segment, whatever the fallbacks
+                    self.judged.add((w, seek))
+                    self.timing = replace(self.timing, judge_s=self.timing.judge_s + seconds)
         self.decodes += [(w, seek, d) for (w, seek, _), d in zip(jobs, decoded)]
         return decoded
 
@@ -226,13 +230,18 @@ class Arena:
         if not options.vad and not short:
             raise ArenaError("Audio over 30 s is cut into windows at pauses: it needs the VAD.")
         request = _Request(audio, options, encoded=EncoderCache(self.models.device))
-        if options.language is None and self.multilingual:
+        algorithm = "short-form" if short else options.long_form
+        if self.multilingual and (options.language is None or options.vad):
+            # what the teacher hears: decoded in when asked for ("auto"), else shown beside the asked language
             with self._busy:
-                options = request.options = replace(options, language=self._detect_language(request))
+                request.detected_language = self._detect_language(request, algorithm)
+            if options.language is None:
+                options = request.options = replace(options, language=request.detected_language)
+            else:
+                request.language_s = 0.0  # a guard the page shows, not work any mode needed
 
         teacher_result: ModeResult | None = None
         ordered = [m for m in MODES if m in options.modes]
-        algorithm = "short-form" if short else options.long_form
         for index, mode in enumerate(ordered):
             if progress:
                 progress(index / len(ordered), f"{mode}…")
@@ -249,7 +258,7 @@ class Arena:
     def detect_language(self, audio: np.ndarray) -> str:
         request = _Request(np.ascontiguousarray(audio, dtype=np.float32), Options(), encoded=EncoderCache(self.models.device))
         with self._busy:
-            return self._detect_language(request)
+            return self._detect_language(request, "short-form")
 
     # ---- internals ----------------------------------------------------------------------------
 
@@ -257,12 +266,17 @@ class Arena:
         options = request.options
         windows, vad_s = self._plan(request, algorithm)
         run = _ModeRun(self, mode, request)
+        if self._on_gpu:
+            torch.cuda.reset_peak_memory_stats(self.models.device)
         with torch.inference_mode():
             transcripts = transcribe(windows, run.features_of, run, self._prompt(options), options.timestamps,
                                      tuple(self._prefix_ids(options)), options.no_speech_rule,
                                      TEMPERATURES if options.fallback else TEMPERATURES[:1])
         timing = replace(run.charged(), vad_s=vad_s)
-        return self._result(mode, run, transcripts, timing, algorithm, request)
+        result = self._result(mode, run, transcripts, timing, algorithm, request)
+        if self._on_gpu:
+            result.peak_gpu_mb = round(torch.cuda.max_memory_allocated(self.models.device) / 2**20, 1)
+        return result
 
     def _plan(self, request: _Request, algorithm: str) -> tuple[list[Window], float]:
         if algorithm not in request.plans:
@@ -293,8 +307,7 @@ class Arena:
     def _features(self, request: _Request, window: Window) -> Features:
         if window not in request.features:
             started = self._now()
-            values = features(self.processor.feature_extractor, window.audio(request.audio), self.models.device,
-                              self.models.dtype)
+            values = features(self.processor.feature_extractor, window.audio(request.audio))
             request.features[window] = (values, self._now() - started)
         return request.features[window][0]
 
@@ -306,15 +319,17 @@ class Arena:
         missing = [i for i, states in enumerate(found) if states is None]
         if missing:
             started = self._now()
-            states = encoder(torch.stack([jobs[i][2] for i in missing])).last_hidden_state
+            segments = torch.stack([jobs[i][2] for i in missing]).to(self.models.device, self.models.dtype)
+            states = encoder(segments).last_hidden_state
             each = (self._now() - started) / len(missing)
             for row, i in enumerate(missing):
                 found[i] = states[row : row + 1]
                 cache.put(keys[i], found[i], each)
         return torch.cat(found)
 
-    def _judge(self, request: _Request, states: torch.Tensor, task: Task, jobs, run: _ModeRun) -> list[float]:
-        """The teacher's P(<|nospeech|>) for each segment: its first decoder position, read cheaply."""
+    def _judge(self, request: _Request, states: torch.Tensor, jobs) -> list[tuple[float, float]]:
+        """The teacher's P(<|nospeech|>) for each segment (its first decoder position, read cheaply), computed
+        once per request, with the seconds it took."""
         keys = [(w, seek) for w, seek, _ in jobs]
         missing = [i for i, key in enumerate(keys) if key not in request.judged]
         if missing:
@@ -324,12 +339,14 @@ class Arena:
             each = (self._now() - started) / len(missing)
             for i, p in zip(missing, probs):
                 request.judged[keys[i]] = (p, each)
-        run.timing = replace(run.timing, judge_s=run.timing.judge_s + sum(request.judged[k][1] for k in keys))
-        return [request.judged[k][0] for k in keys]
+        return [request.judged[k] for k in keys]
 
-    def _detect_language(self, request: _Request) -> str:
-        """The teacher's most likely language token after start-of-transcript, on the first window with speech."""
-        windows, _ = self._plan(request, "short-form")
+    def _detect_language(self, request: _Request, algorithm: str) -> str | None:
+        """The teacher's most likely language token after start-of-transcript, on the first window with speech
+        (None: no speech)."""
+        windows, _ = self._plan(request, algorithm)
+        if not windows and request.options.vad:
+            return None
         window = windows[0] if windows else whole(request.audio[: int(WINDOW_S * SAMPLE_RATE)])
         started = self._now()
         with torch.inference_mode():
@@ -379,16 +396,35 @@ class Arena:
             model_passes=sum(d.decoded.model_passes for t in transcripts for d in t.decodes),
             windows=windows,
             token_ids=token_ids,
+            language=options.language if self.multilingual else None,
+            detected_language=request.detected_language,
         )
-        if traits.drafts:
-            result.trace = [DraftPass(i, p.draft, p.accepted, _emitted(s.decoded, p))
-                            for i, t in enumerate(transcripts) for s in t.decodes for p in s.decoded.passes]
+        if traits.drafts:  # every teacher pass of the decodes kept: the first reads the prompt, then one per draft
+            start = len(self._prefix_ids(options))
+            for i, transcript in enumerate(transcripts):
+                for segment in transcript.decodes:
+                    d = segment.decoded
+                    first = d.tokens[start] if start < len(d.tokens) else None
+                    result.trace.append(self._draft_pass(i, Pass(start, (), 0), first))
+                    result.trace += [self._draft_pass(i, p, _emitted(d, p)) for p in d.passes]
             # drafting cost of every decode this mode ran (fallbacks and repairs included)
             result.draft_tokens = sum(d.drafted for _, _, d in run.decodes)
             result.accepted_tokens = sum(d.accepted for _, _, d in run.decodes)
         if len(transcripts) > 1 and options.batch_size > 1 and not traits.batches:
             result.note = BATCH_NOTE.format(batch=options.batch_size)
         return result
+
+    def _draft_pass(self, window: int, p, emitted: int | None) -> DraftPass:
+        return DraftPass(window, p.draft, p.accepted, emitted, tuple(self._token_text(t) for t in p.draft),
+                         None if emitted is None else self._token_text(emitted))
+
+    def _token_text(self, token: int) -> str:
+        """A token as the page shows it: its text, a timestamp as <|1.24|>, other specials by name."""
+        if token >= self.special.timestamp_begin:
+            return f"<|{(token - self.special.timestamp_begin) * 0.02:.2f}|>"
+        if token >= self.special.eot:
+            return self.tokenizer.convert_ids_to_tokens(token)
+        return self.tokenizer.decode([token])
 
     def _segments(self, transcripts: list[WindowTranscript], run: _ModeRun, total_s: float) -> list[Segment]:
         """Timestamped pieces of every window in clip time: absolute, monotonic, within the audio."""

@@ -2,8 +2,9 @@
 decoding already computed (core/decoding.py): no extra passes.
 
 - No speech: a decode is dropped when P(<|nospeech|>) at the start-of-transcript position is above
-  NO_SPEECH_THRESHOLD *and* its text is unlikely (average log-probability below LOGPROB_THRESHOLD), a loop
-  (gzip compression ratio above COMPRESSION_RATIO_THRESHOLD, or cut by the loop guard) or empty. The
+  NO_SPEECH_THRESHOLD *and* its text is unlikely (average log-probability below LOGPROB_THRESHOLD) or
+  empty, as in openai/whisper. (A loop is not a sign of silence: counting it as one dropped whole 30 s
+  segments of real speech where the student looped in sequential decoding; loops go to the fallback.) The
   probability is always the teacher's (the student's mode asks the teacher for one decoder step), so every
   mode shares one notion of speech; the rest comes from the mode's own decode. The second condition keeps
   speech the teacher is sure of even when P(no speech) is high: a 3 s phrase at the end of 30 s of
@@ -34,10 +35,10 @@ def is_loop(text: str, looped: bool) -> bool:
     return looped or compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD
 
 
-def is_no_speech(no_speech_prob: float, avg_logprob: float, text: str, looped: bool) -> bool:
+def is_no_speech(no_speech_prob: float, avg_logprob: float, text: str) -> bool:
     if no_speech_prob <= NO_SPEECH_THRESHOLD:
         return False
-    return not text.strip() or avg_logprob < LOGPROB_THRESHOLD or is_loop(text, looped)
+    return not text.strip() or avg_logprob < LOGPROB_THRESHOLD
 
 
 def needs_fallback(avg_logprob: float, text: str, looped: bool) -> bool:

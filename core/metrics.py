@@ -114,3 +114,22 @@ def repetition_rate(texts: Iterable[str], n: int = 5) -> float:
             seen.add(gram)
             total += 1
     return repeated / total if total else 0.0
+
+
+def word_diff(reference: str, hypothesis: str) -> list[tuple[str, str, str]]:
+    """The hypothesis aligned on the reference, word by word, both normalised (jiwer's alignment):
+    (op, reference word, hypothesis word) with op "equal", "substitute", "insert" (no reference word) or
+    "delete" (no hypothesis word)."""
+    ref, hyp = normalize(reference).split(), normalize(hypothesis).split()
+    if not ref or not hyp:
+        return [("insert", "", w) for w in hyp] + [("delete", w, "") for w in ref]
+    out = []
+    for chunk in jiwer.process_words(" ".join(ref), " ".join(hyp)).alignments[0]:
+        r, h = ref[chunk.ref_start_idx : chunk.ref_end_idx], hyp[chunk.hyp_start_idx : chunk.hyp_end_idx]
+        if chunk.type == "insert":
+            out += [("insert", "", w) for w in h]
+        elif chunk.type == "delete":
+            out += [("delete", w, "") for w in r]
+        else:
+            out += [(chunk.type, a, b) for a, b in zip(r, h)]
+    return out

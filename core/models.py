@@ -53,6 +53,7 @@ class LoadedModels:
             attention=self.attention,
             shared_encoder=self.shared_encoder,
             multilingual=bool(getattr(self.teacher.generation_config, "is_multilingual", False)),
+            student_english_only=self.preset.student_english_only,
         )
 
 

@@ -17,20 +17,30 @@ class Preset:
     teacher: str  # a folder under models/ (local) or a hub id
     student: str
     local: bool
-    english_only: bool = False
+    student_english_only: bool = True  # every Distil-Whisper student was distilled on English speech only
     draft_tokens: int = 5  # speculative: tokens the student proposes per teacher call
-    chunk_length_s: float = 15.0  # long-form chunked algorithm (the distil-whisper recommendation)
+    # the chunked algorithm's longest window: windows are cut at pauses (core/windows.py), so no overlap is
+    # lost and a full window is cheapest (every window costs a 30 s encoder pass); faster-whisper's batched
+    # pipeline uses 30 s too. Measured for `local` on the held-out long clips (docs/benchmarks.md): teacher WER
+    # 4.7% / 4.9% / 6.5% / 4.8% at 15 / 20 / 25 / 30 s against 4.7% sequential, with 29 / 21 / 17 / 16 windows.
+    chunk_length_s: float = 30.0
 
 
 PRESETS = {
     p.name: p
     for p in (
-        # 20 s chunks: whisper-base lost words with timestamps on 15 s chunks (WER 25% vs 10% on 67 s of speech)
-        Preset("local", weights.TEACHER_BASE, weights.STUDENT_BASE, local=True, draft_tokens=3, chunk_length_s=20.0),
-        Preset("large-v3", "openai/whisper-large-v3", "distil-whisper/distil-large-v3", local=False),
+        Preset("local", weights.TEACHER_BASE, weights.STUDENT_BASE, local=True, draft_tokens=3),
+        # the GPU default: distil-large-v3.5 (98k h of training audio) beats distil-large-v3 on short-form WER
+        # (7.08 vs 7.53 out of distribution) at the same speed, and keeps large-v3's encoder frozen: it was made
+        # to draft for large-v3 (its model card)
+        Preset("large-v3", "openai/whisper-large-v3", "distil-whisper/distil-large-v3.5", local=False),
+        Preset("large-v3-distil-v3", "openai/whisper-large-v3", "distil-whisper/distil-large-v3", local=False),
+        # a 4-layer-decoder teacher; fine-tuned after pruning, so its encoder is not the student's: speculative
+        # decoding then runs the student's encoder too
+        Preset("turbo", "openai/whisper-large-v3-turbo", "distil-whisper/distil-large-v3.5", local=False),
         Preset("large-v2", "openai/whisper-large-v2", "distil-whisper/distil-large-v2", local=False),
-        Preset("medium.en", "openai/whisper-medium.en", "distil-whisper/distil-medium.en", local=False, english_only=True),
-        Preset("small.en", "openai/whisper-small.en", "distil-whisper/distil-small.en", local=False, english_only=True),
+        Preset("medium.en", "openai/whisper-medium.en", "distil-whisper/distil-medium.en", local=False),
+        Preset("small.en", "openai/whisper-small.en", "distil-whisper/distil-small.en", local=False),
     )
 }
 

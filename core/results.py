@@ -37,12 +37,15 @@ class Timing:
 @dataclass(frozen=True)
 class DraftPass:
     """One teacher pass of speculative decoding: `draft` tokens proposed, the first `accepted` kept, then
-    `emitted` (the teacher's own token: its correction, or a bonus after a full match; None at the end)."""
+    `emitted` (the teacher's own token: its correction, or a bonus after a full match; None at the end).
+    The `*_text` fields are the same tokens as text pieces, for display."""
 
     window: int
     draft: tuple[int, ...]
     accepted: int
     emitted: int | None
+    draft_text: tuple[str, ...] = ()
+    emitted_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,9 @@ class ModeResult:
     draft_tokens: int | None = None  # speculative only
     accepted_tokens: int | None = None
     identical_to_teacher: bool | None = None  # None: the teacher did not run with the same options
+    language: str | None = None  # the language decoded in (None: an English-only model)
+    detected_language: str | None = None  # what the teacher hears, whatever was asked (multilingual teachers)
+    peak_gpu_mb: float | None = None  # on a GPU: the most memory allocated while this mode ran
     note: str = ""
     token_ids: list[list[int]] = field(default_factory=list, repr=False)  # per window, for comparisons
     trace: list[DraftPass] = field(default_factory=list, repr=False)  # speculative only
@@ -147,3 +153,4 @@ class ModelInfo:
     attention: str
     shared_encoder: bool
     multilingual: bool
+    student_english_only: bool

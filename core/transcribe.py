@@ -119,7 +119,7 @@ def transcribe(windows: Sequence[Window], features_of: Callable[[Window], Featur
 
 
 def _no_speech(decoded: Decoded, text: str, rule: bool) -> bool:
-    return rule and is_no_speech(decoded.no_speech_prob, decoded.avg_logprob, text, decoded.looped)
+    return rule and is_no_speech(decoded.no_speech_prob, decoded.avg_logprob, text)
 
 
 def _with_fallback(runner: Runner, states, jobs, features_of, prompt, timestamps: bool, prefix, no_speech_rule: bool,

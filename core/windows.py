@@ -129,14 +129,15 @@ class Features:
         return min(N_FRAMES, self.content_frames - seek)
 
 
-def features(extractor, audio: np.ndarray, device, dtype) -> Features:
+def features(extractor, audio: np.ndarray) -> Features:
+    """Kept in host memory (a 60 min window is ~100 MB of them): only the segment being encoded goes to the device."""
     frames = -(-len(audio) // HOP)
     if len(audio) <= WINDOW_S * SAMPLE_RATE:
         values = extractor([audio], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features[0]
     else:
         values = extractor([audio], sampling_rate=SAMPLE_RATE, return_tensors="pt", truncation=False,
                            padding="longest").input_features[0]
-    return Features(values.to(device, dtype), min(frames, values.shape[-1]))
+    return Features(values, min(frames, values.shape[-1]))
 
 
 @dataclass(frozen=True)

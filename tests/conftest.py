@@ -19,6 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 AUDIO = REPO / "assets" / "audio"
 ARTIFACTS = REPO / "tests" / "artifacts"
+STAND_IN = REPO / "tests" / "stand_in"  # a stand-in `spaces` package (ZeroGPU)
 
 
 def manifest() -> list[dict]:
@@ -123,8 +124,12 @@ def app_tmpdir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def served_app(artifacts, app_tmpdir) -> ServedApp:
     """One app server (local preset) for the whole session, shared by the API and browser tests."""
+    # with a stand-in for ZeroGPU's `spaces` package: every model call must run inside a GPU function
+    # (tests/test_zerogpu.py reads its log)
     env = {"TMPDIR": str(app_tmpdir), "ARENA_MAX_UPLOAD": f"{APP_MAX_UPLOAD_MB}mb",
-           "ARENA_DECODE_TIMEOUT_S": str(APP_DECODE_TIMEOUT_S)}
+           "ARENA_DECODE_TIMEOUT_S": str(APP_DECODE_TIMEOUT_S), "PYTHONPATH": str(STAND_IN),
+           "ARENA_SPACES_LOG": str(artifacts / "zerogpu.jsonl")}
+    (artifacts / "zerogpu.jsonl").unlink(missing_ok=True)
     with serve_app([], artifacts / "app.log", env) as app:
         yield app
 

@@ -32,14 +32,15 @@ def jfk_default(client) -> dict:
 
 
 def by_mode(payload: dict) -> dict[str, dict]:
-    return {result["mode"]: result for result in payload["results"]}
+    return {result["mode"]: result for result in payload["runs"][0]["results"]}
 
 
 def test_endpoints_need_only_the_file_or_the_link(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     for name, first in (("/transcribe_file", "file"), ("/transcribe_youtube", "url")):
         parameters = endpoints[name]["parameters"]
-        assert [p["parameter_name"] for p in parameters] == [first, "modes", "timestamps", "long_form", "language", "reference"]
+        assert [p["parameter_name"] for p in parameters] == [first, "modes", "timestamps", "long_form", "language",
+                                                             "reference", "repeats"]
         assert [p["parameter_name"] for p in parameters if not p["parameter_has_default"]] == [first]
 
 
@@ -48,11 +49,16 @@ def test_file_gives_three_transcripts(jfk_default):
     assert list(results) == list(MODES)
     assert all(results[mode]["text"].strip() for mode in MODES)
     assert "country" in results["teacher"]["text"].lower()
-    assert jfk_default["clip"] == "jfk.wav" and jfk_default["reference"] is None
+    run = jfk_default["runs"][0]
+    assert run["clip"] == "jfk.wav" and run["reference"] is None
+    assert jfk_default["schema"] == "distil-whisper-arena/report/1"
+    environment = jfk_default["environment"]
+    assert environment["preset"] == "local" and environment["versions"]["torch"] and environment["device"]
+    assert run["options"]["modes"] == list(MODES) and run["options"]["batch_size"] == 8
 
 
 def test_every_timing_field_is_measured(jfk_default):
-    for result in jfk_default["results"]:
+    for result in jfk_default["runs"][0]["results"]:
         for name in TIMING_FIELDS:
             assert result[name] > 0, (result["mode"], name)
         assert result["audio_s"] == pytest.approx(11.0, abs=0.05)
@@ -74,11 +80,30 @@ def test_speculative_matches_teacher(jfk_default):
     )
 
 
+def test_trace_and_word_differences_are_returned(client):
+    """The speculative passes and the student's word differences (README "Web app and API")."""
+    payload, _ = client.predict(handle_file(GOFORWARD), reference="go forward ten meters", repeats=2,
+                                api_name="/transcribe_file")
+    results = by_mode(payload)
+    trace = results["speculative"]["trace"]
+    assert len(trace) == results["speculative"]["model_passes"] and trace[0]["draft"] == []
+    assert sum(p["accepted"] for p in trace) == results["speculative"]["accepted_tokens"]
+    assert all(len(p["draft_text"]) == len(p["draft"]) for p in trace)
+    student = results["student"]
+    ops = {op for op, _, _ in student["diff"]["vs_teacher"]}
+    assert ops - {"equal"} and student["wer_vs_teacher"] > 0  # the student says "10m"
+    assert [op for op, _, _ in results["teacher"]["diff"]["vs_reference"]] == ["equal"] * 4
+    assert "vs_teacher" not in results["teacher"]["diff"]
+    for result in results.values():
+        assert len(result["latencies_s"]) == 2 and min(result["latencies_s"]) <= result["latency_s"] <= max(result["latencies_s"])
+    assert payload["runs"][0]["repeats"] == 2
+
+
 def test_reference_and_timestamps_give_wer_and_subtitles(client):
     payload, subtitle_files = client.predict(
         handle_file(JFK), modes=["teacher"], timestamps=True, reference=JFK_TEXT, api_name="/transcribe_file"
     )
-    (teacher,) = payload["results"]
+    (teacher,) = payload["runs"][0]["results"]
     assert teacher["mode"] == "teacher" and teacher["wer"] == 0.0
     assert teacher["segments"] and teacher["subtitle_files"] == ["jfk.teacher.srt", "jfk.teacher.vtt", "jfk.teacher.json"]
 
@@ -97,7 +122,7 @@ def test_bad_file_is_refused_and_the_app_keeps_serving(client, tmp_path):
         client.predict(handle_file(fake), api_name="/transcribe_file")
 
     payload, _ = client.predict(handle_file(GOFORWARD), modes=["teacher"], api_name="/transcribe_file")
-    assert "forward" in payload["results"][0]["text"].lower()
+    assert "forward" in payload["runs"][0]["results"][0]["text"].lower()
 
 
 def test_no_mode_is_refused(client):

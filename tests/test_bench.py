@@ -1,29 +1,49 @@
-"""The benchmark end to end on two bundled clips (issue 6): the seed's columns, and speculative = teacher."""
+"""The benchmark end to end on bundled clips: the seed's columns like for like, the peers, the hallucination
+columns, and speculative = teacher."""
 
 import json
 
-from conftest import AUDIO
+import numpy as np
+import soundfile as sf
+
+from conftest import AUDIO, manifest
 from core import bench
 
-COLUMNS = ("params_m", "rel_latency", "rtfx", "tokens_per_s", "wer_short", "wer_long", "acceptance_rate", "peak_rss_mb")
+COLUMNS = ("params_m", "rel_latency_short", "rel_latency_short_range", "rtfx_short", "tokens_per_s_short",
+           "wer_short", "acceptance_rate", "peak_rss_mb")
 
 
-def test_bench_on_two_clips(tmp_path, capsys):
+def test_bench_on_short_and_long_clips(tmp_path, capsys):
+    """Two short clips and one 35 s clip (JFK three times), every mode alone, twice, interleaved."""
+    long_dir = tmp_path / "long"
+    long_dir.mkdir()
+    jfk = sf.read(AUDIO / "jfk.wav")[0].astype(np.float32)
+    gap = np.zeros(8000, np.float32)
+    sf.write(long_dir / "jfk3.wav", np.concatenate([jfk, gap, jfk, gap, jfk]), 16000)
+    text = next(c["text"] for c in manifest() if c["id"] == "jfk")
+    (long_dir / "manifest.jsonl").write_text(json.dumps({"file": "jfk3.wav", "text": " ".join([text] * 3)}) + "\n")
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    assert bench.main(["--preset", "local", "--data", str(AUDIO), "--limit", "2", "--long-form",
-                       "--json", str(out), "--plot", str(png)]) == 0
-    summary = json.loads(out.read_text())
-    assert summary["preset"] == "local" and summary["clips"] == 2
+    assert bench.main(["--preset", "local", "--data", str(AUDIO), "--limit", "2", "--long", str(long_dir),
+                       "--repeat", "2", "--json", str(out), "--plot", str(png)]) == 0
+    report = json.loads(out.read_text())
+    assert report["schema"] == "distil-whisper-arena/report/1" and report["environment"]["preset"] == "local"
+    summary = report["summary"]
+    assert summary["clips"] == {"short": 2, "long": 1} and summary["batch_size"] == 1
     assert summary["speculative_mismatches"] == 0
-    assert set(summary["modes"]) == {"student", "teacher", "speculative", "faster-whisper"}
-    for mode, figures in summary["modes"].items():
-        assert set(COLUMNS) <= set(figures), mode
-        assert figures["rtfx"] > 0 and figures["params_m"] > 0
-    assert summary["modes"]["teacher"]["rel_latency"] == 1.0
-    assert summary["modes"]["teacher"]["wer_short"] == 0.0
-    assert summary["modes"]["speculative"]["acceptance_rate"] is not None
-    # one encoder pass per clip serves all three modes, though each mode is charged for it
-    assert summary["requests"]["wall_s"] < summary["requests"]["modes_charged_s"]
+    rows = summary["rows"]
+    assert set(rows) == {"student", "teacher", "speculative", "faster-whisper fp32", "faster-whisper int8",
+                         "teacher, batch 8"}
+    for name in ("student", "teacher", "speculative", "faster-whisper fp32", "faster-whisper int8"):
+        assert set(COLUMNS) <= set(rows[name]), name
+        assert rows[name]["rtfx_short"] > 0 and rows[name]["rel_latency_long"] > 0, name
+        low, high = rows[name]["rel_latency_short_range"]
+        assert low <= high
+    assert rows["teacher"]["rel_latency_short"] == 1.0 and rows["teacher"]["wer_short"] == 0.0
+    assert rows["speculative"]["acceptance_rate"] is not None and rows["speculative"]["tokens_per_pass"] > 1
+    assert rows["teacher"]["wer_long_chunked"] <= 0.05 and "wer_long_sequential" in rows["teacher"]
+    assert rows["teacher"]["repetition_5gram"] is not None and rows["teacher"]["insertion_rate"] is not None
+    assert rows["teacher, batch 8"]["rel_latency_long"] > 0
+    assert {r["clip"] for r in report["runs"]} == {"jfk", "sense_and_sensibility_01_austen_64kb-0880", "jfk3"}
     table = capsys.readouterr().out
-    assert "| mode | params (M) | rel. latency | RTFx |" in table and "| speculative |" in table
+    assert "| | params (M) | rel. latency short | rel. latency long |" in table and "| speculative |" in table
     assert png.stat().st_size > 1000

@@ -115,6 +115,59 @@ def test_upload_fills_three_columns_and_the_charts(browser, app_url, artifacts):
     page.close()
 
 
+GOFORWARD = AUDIO / "goforward.wav"  # the student says "10m" where the teacher says "10 meters"
+
+
+def rgb(page: Page, selector: str) -> str:
+    return page.locator(selector).first.evaluate("e => getComputedStyle(e).color")
+
+
+def test_the_arena_view_shows_why_each_mode_is_fast_or_wrong(browser, app_url, artifacts):
+    """The trace of teacher passes in its colours, the student's word differences, where the time goes, the
+    spread of repeated runs, the detected language and the run's JSON export; at desktop and phone width."""
+    page = open_page(browser, app_url)
+    open_tab(page, "Upload")
+    page.locator("#upload-file input[type=file]").set_input_files(GOFORWARD)
+    expect(page.locator("#upload-file")).to_contain_text(re.compile(r"goforward\s*\.wav"))
+    page.locator("#reference textarea").fill("go forward ten meters")
+    page.locator("#repeats input[type=number]").fill("2")
+    page.locator("#repeats input[type=number]").press("Enter")
+    page.click("#transcribe-upload")
+    wait_for_run(page, "round 2/2")
+    expect(page.locator("#run-export")).to_contain_text(".run.json", timeout=RUN_TIMEOUT_MS)
+
+    trace = page.locator("#analysis-speculative")
+    expect(trace).to_contain_text("teacher passes")
+    assert rgb(page, "#analysis-speculative .tok-accepted") == "rgb(22, 101, 52)"  # kept draft: green
+    assert rgb(page, "#analysis-speculative .tok-rejected") == "rgb(185, 28, 28)"  # rejected draft: red
+    assert rgb(page, "#analysis-speculative .tok-teacher") == "rgb(29, 78, 216)"  # the teacher's token: blue
+    assert page.locator("#analysis-speculative .tok-rejected").first.evaluate(
+        "e => getComputedStyle(e).textDecorationLine") == "line-through"
+
+    student = page.locator("#analysis-student")
+    expect(student).to_contain_text("Against the teacher")
+    expect(student).to_contain_text("Against the reference")
+    expect(student.locator(".diff-substitute, .diff-insert, .diff-delete").first).to_be_visible()
+    expect(page.locator("#metrics-student")).to_contain_text("WER vs teacher")
+    expect(page.locator("#analysis-teacher .diff-substitute, #analysis-teacher .diff-insert")).to_have_count(0)
+
+    expect(page.locator("#timing-chart g.mark-rect.role-mark path").first).to_be_visible()
+    assert page.locator("#timing-chart g.mark-rect.role-mark path").count() >= 6  # stacked: several parts per mode
+    expect(page.locator("#spread-chart g.mark-symbol.role-mark path")).to_have_count(6)  # 3 modes x 2 runs
+    expect(page.locator("#metrics-teacher")).to_contain_text("median of 2")
+    expect(page.locator("#run-status")).to_contain_text("detected en")
+    page.screenshot(path=artifacts / "arena_desktop.png", full_page=True)
+
+    page.set_viewport_size({"width": 400, "height": 900})
+    page.wait_for_timeout(500)
+    student_box = page.locator("#transcript-student").bounding_box()
+    teacher_box = page.locator("#transcript-teacher").bounding_box()
+    assert teacher_box["y"] > student_box["y"] + student_box["height"] - 1  # the columns stack on a phone
+    assert student_box["width"] <= 400 and page.evaluate("document.documentElement.scrollWidth") <= 420
+    page.screenshot(path=artifacts / "arena_phone.png", full_page=True)
+    page.close()
+
+
 def test_bad_upload_and_silence_get_clear_messages_in_the_page(browser, app_url, artifacts, media):
     page = open_page(browser, app_url)
     open_tab(page, "Upload")
@@ -225,3 +278,28 @@ def test_youtube_video_is_embedded_then_the_download_error_shown(browser, app_ur
     expect(toast(page, "Could not reach YouTube")).to_be_visible(timeout=RUN_TIMEOUT_MS)
     screenshot_toast(page, artifacts / "youtube_offline.png")
     page.close()
+
+
+def test_rehearsed_large_v3_page_fills_three_columns(browser, artifacts, tmp_path_factory):
+    """The GPU Space's default preset, from offline snapshots with large-v3's real configuration: header and
+    three filled columns (random weights: the words mean nothing, the path is the Space's)."""
+    from conftest import serve_app
+    from tests.hub_snapshots import build_cache
+
+    home = tmp_path_factory.mktemp("hf-home-browser")
+    build_cache(home / "hub", ["openai/whisper-large-v3", "distil-whisper/distil-large-v3.5"])
+    with serve_app(["--preset", "large-v3"], artifacts / "app_large_v3.log", {"HF_HOME": str(home)}) as app:
+        page = open_page(browser, app.url)
+        expect(page.locator("#header")).to_contain_text("32 decoder layers")
+        expect(page.locator("#header")).to_contain_text("2 decoder layers")
+        expect(page.locator("#header")).to_contain_text("distil-large-v3.5")
+        open_tab(page, "Upload")
+        page.locator("#upload-file input[type=file]").set_input_files(GOFORWARD)
+        expect(page.locator("#upload-file")).to_contain_text(re.compile(r"goforward\s*\.wav"))
+        page.click("#transcribe-upload")
+        wait_for_run(page, "3/3 modes done")
+        for mode in MODES:
+            assert latency_s(page, mode) > 0
+        expect(page.locator("#metrics-speculative")).to_contain_text("identical to teacher ✔")
+        page.screenshot(path=artifacts / "large_v3_rehearsed.png", full_page=True)
+        page.close()

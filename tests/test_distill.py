@@ -176,7 +176,7 @@ def test_cli_lists_every_stage():
     out = subprocess.run([sys.executable, "-m", "core.distill", "--help"], cwd=REPO, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0
-    for stage in ("data", "label", "train", "export", "eval", "ship", "assemble", "create", "all"):
+    for stage in ("data", "real", "label", "train", "export", "eval", "ship", "assemble", "create", "all"):
         assert stage in out.stdout
 
 
@@ -278,7 +278,43 @@ def test_step_batches_are_permutations_split_between_processes():
     assert StepBatches(3, 4, 0, 1, seed=0).indices(0)  # fewer windows than a batch still trains
 
 
-def test_wer_filter():
+def test_wer_filter_and_confidence_filter():
     record = {"wer": 0.1, "truncated": False, "n_tokens": 20}
     assert keep(record, 0.2) and not keep(record, 0.05)
     assert not keep({**record, "truncated": True}, 0.2) and not keep({**record, "n_tokens": 1}, 0.2)
+    real = {"wer": None, "truncated": False, "n_tokens": 20, "avg_logprob": -0.2, "no_speech_prob": 0.01,
+            "compression_ratio": 1.3, "language": "en"}
+    assert keep(real)
+    for change in ({"avg_logprob": -0.8}, {"no_speech_prob": 0.7}, {"compression_ratio": 3.0}, {"language": "es"}):
+        assert not keep({**real, **change}), change
+
+
+def test_real_speech_without_transcripts_is_windowed_labelled_and_filtered(tmp_path):
+    """The unlabelled-audio path on real speech: a voice pack (here: the bundled JFK and Asterisk clips as a
+    stand-in for a package) is cut to speech, joined into windows with speed copies, labelled by the teacher
+    and kept by its confidence; noise never becomes a window."""
+    import soundfile as sf
+
+    from core.audio import load_audio
+    from core.distill import real
+    from core.distill.label import label
+
+    if not verify(TEACHER, check_hashes=False):
+        pytest.skip("run `make setup` first (no teacher)")
+    pack = tmp_path / "cache" / "root" / "usr/share/games/hedgewars/Data/Sounds/voices" / "Default"
+    pack.mkdir(parents=True)
+    for name in ("jfk.wav", "goforward.wav"):
+        sf.write(pack / name, load_audio(AUDIO / name), 16000)
+    sf.write(pack / "hiss.wav", (0.01 * np.random.default_rng(0).standard_normal(48000)).astype("float32"), 16000)
+    (tmp_path / "cache" / "root" / ".unpacked").write_text("stand-in")
+    run = tmp_path / "run"
+    added = real.build(run / "data", tmp_path / "cache", progress=lambda _: None)
+    rows = read_manifest(run / "data" / "manifest.jsonl")
+    assert added == len(rows) == len(real.SPEEDS) * (len(rows) // len(real.SPEEDS)) and rows
+    assert all(r["engine"] == "real" and r["text"] == "" and "hiss.wav" not in r["files"] for r in rows)
+    assert {r["augment"][0] for r in rows if r["rate"] != 1.0} == {"speed 0.9", "speed 1.1"}
+    label(run, TEACHER, batch_size=6, progress=lambda _: None)
+    records = load_records(run)
+    assert len(records) == len(rows) and all(r["wer"] is None and r["language"] == "en" for r in records)
+    plain = [r for r in records if not r["augment"]]
+    assert plain and all(keep(r) for r in plain)  # clean real speech: the teacher is sure of it

@@ -47,7 +47,7 @@ def inputs(media, three_hours, tmp_path_factory) -> dict[str, Path]:
 
 def transcribe(client: Client, path: Path, **options) -> dict:
     payload, _ = client.predict(handle_file(path), api_name="/transcribe_file", **options)
-    return {result["mode"]: result for result in payload["results"]}
+    return {result["mode"]: result for result in payload["runs"][0]["results"]}
 
 
 def assert_still_serving(client: Client) -> None:
@@ -246,8 +246,9 @@ def test_ten_clients_five_requests_each(served_app, artifacts):
                     break
                 with lock:
                     latencies.append(time.monotonic() - started)
-                    if len(payload["results"]) != len(MODES) or "forward" not in payload["results"][1]["text"].lower():
-                        failures.append(f"client {index}: wrong answer {payload['results']}")
+                    results = payload["runs"][0]["results"]
+                    if len(results) != len(MODES) or "forward" not in results[1]["text"].lower():
+                        failures.append(f"client {index}: wrong answer {results}")
                 break
 
     def clients_at_once(requests: int) -> None:

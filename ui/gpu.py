@@ -1,15 +1,33 @@
 """`spaces.GPU` on a Hugging Face ZeroGPU Space, a no-op decorator everywhere else.
 
-Imported before anything that imports torch: ZeroGPU must patch CUDA first.
+Every function that runs a model is decorated with `gpu(duration)`: the page's and the API's handlers, the
+warm-up, and each update of a live session (which decodes on a thread of its own, outside any handler).
+ZeroGPU lends a GPU slice for the duration asked, and a short one is served first, so the duration is sized
+from the audio: `duration` is seconds, or a function of the decorated function's arguments (ZeroGPU calls it
+with them). Imported before anything that imports torch: ZeroGPU must patch CUDA first.
 """
-
-GPU_DURATION_S = 120  # the most one request may hold a ZeroGPU slice
 
 try:
     import spaces
-
-    gpu = spaces.GPU(duration=GPU_DURATION_S)
 except ImportError:
+    spaces = None
 
-    def gpu(fn):
-        return fn
+ZERO_GPU = bool(spaces is not None and getattr(getattr(spaces, "config", None), "Config", None)
+                and getattr(spaces.config.Config, "zero_gpu", False))
+GPU_BASE_S = 15  # features, VAD, caches: per request
+GPU_S_PER_AUDIO_S = 0.03  # per mode and second of audio: large-v3 decodes ~30x faster than real time on a slice
+GPU_MAX_S = 300
+LIVE_UPDATE_S = 10  # one live update decodes at most 30 s of audio
+
+
+def gpu(duration):
+    if spaces is None:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)
+
+
+def seconds_for(audio_s: float | None, modes: int, repeats: int = 1) -> int:
+    """What to ask ZeroGPU for: audio of unknown length gets the most."""
+    if audio_s is None:
+        return GPU_MAX_S
+    return int(min(GPU_MAX_S, GPU_BASE_S + GPU_S_PER_AUDIO_S * audio_s * max(modes, 1) * max(repeats, 1)))

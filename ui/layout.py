@@ -24,6 +24,10 @@ CSS = """
 .youtube-embed { width: 100%; aspect-ratio: 16 / 9; border: 0; border-radius: 8px; }
 .mode-column { min-width: 260px; }
 #run-status { min-height: 2.5em; }
+.trace-passes { line-height: 1.9; overflow-wrap: anywhere; max-height: 22em; overflow-y: auto; }
+.trace .pass { border-right: 2px solid #9ca3af; margin-right: 3px; padding-right: 1px; }
+.trace .tok { white-space: pre-wrap; border-radius: 3px; }
+.diff { line-height: 1.7; overflow-wrap: anywhere; margin-bottom: 0.6em; }
 """
 
 
@@ -33,12 +37,13 @@ class ModeColumn:
 
     transcript: gr.Textbox
     metrics: gr.Markdown
+    analysis: gr.HTML  # speculative: the trace of teacher passes; the others: word differences
     segments: gr.Dataframe
     subtitles: gr.File
 
     @property
     def outputs(self) -> list:
-        return [self.transcript, self.metrics, self.segments, self.subtitles]
+        return [self.transcript, self.metrics, self.analysis, self.segments, self.subtitles]
 
 
 def example_clips() -> tuple[list[list[str]], list[str]]:
@@ -66,6 +71,8 @@ def mode_column(mode: str, info: ModelInfo | None) -> ModeColumn:
                 label="Transcript", lines=5, max_lines=12, interactive=False, buttons=["copy"], elem_id=f"transcript-{mode}"
             ),
             metrics=gr.Markdown(elem_id=f"metrics-{mode}"),
+            analysis=gr.HTML(visible=False, elem_id=f"analysis-{mode}",
+                             label="Step by step" if TRAITS[mode].drafts else "Word differences"),
             segments=gr.Dataframe(
                 headers=render.SEGMENT_COLUMNS, label="Segments", interactive=False, wrap=True,
                 column_widths=["18%", "18%", "64%"], max_height=320, visible=False, elem_id=f"segments-{mode}",
@@ -150,6 +157,10 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
                     language = gr.Radio(
                         [("English", "en"), ("Auto-detect", "auto")], value="en", label="Language", elem_id="language"
                     )
+                    repeats = gr.Slider(
+                        1, handlers.MAX_REPEATS, value=1, step=1, label="Repeat runs (interleaved): median and spread",
+                        elem_id="repeats",
+                    )
                     reference.render()
 
             run_status = gr.Markdown(elem_id="run-status")
@@ -161,6 +172,14 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
                     sort=[TRAITS[m].title for m in MODES], y_lim=[0, None], y_title="latency (s)",
                     title="Latency of this run (lower is faster)", height=260, elem_id="run-chart",
                 )
+                timing_chart = gr.BarPlot(
+                    x="mode", y="seconds", color="part", sort=[TRAITS[m].title for m in MODES], y_lim=[0, None],
+                    title="Where the time goes (each mode charged as if alone)", height=260, elem_id="timing-chart",
+                )
+                spread_chart = gr.ScatterPlot(
+                    x="mode", y="latency s", color="mode", color_map=_chart_colors(), y_lim=[0, None], visible=False,
+                    title="Every repeated run (spread)", height=260, elem_id="spread-chart",
+                )
                 history_chart = gr.ScatterPlot(
                     x="run", y="RTFx", color="mode", color_map=_chart_colors(), y_lim=[0, None],
                     title="RTFx per run this session (higher is faster)", height=260, elem_id="history-chart",
@@ -168,6 +187,7 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
             history_table = gr.Dataframe(
                 headers=render.HISTORY_COLUMNS, label="Runs this session", interactive=False, elem_id="history-table"
             )
+            run_export = gr.File(label="This run as JSON (the benchmark's schema)", visible=False, elem_id="run-export")
             with gr.Accordion("Raw results (JSON, as the API returns them)", open=False):
                 raw_json = gr.JSON(label="results", show_label=False, elem_id="raw-json")
             api_subtitles = gr.File(label="subtitle files", file_count="multiple", visible=False)
@@ -181,9 +201,9 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
         )
 
         # ---- events ----
-        options = [modes, timestamps, long_form, language, reference]
-        page_outputs = [*(c for column in columns for c in column.outputs), run_status, run_chart, raw_json,
-                        history_table, history_chart, history]
+        options = [modes, timestamps, long_form, language, reference, repeats]
+        page_outputs = [*(c for column in columns for c in column.outputs), run_status, run_chart, timing_chart,
+                        spread_chart, raw_json, run_export, history_table, history_chart, history]
         page_event = dict(outputs=page_outputs, concurrency_id=MODELS, api_visibility="private", show_progress_on=[run_status])
         upload_button.click(handlers.transcribe_upload, [upload, *options, history], **page_event)
         mic_button.click(handlers.transcribe_microphone, [recording, *options, history], **page_event)

@@ -2,6 +2,7 @@
 
 Stages (each resumable; `all` runs them in order and skips what is done):
   data      synthetic speech windows (TTS voices x free texts x augmentation)  -> RUN/data
+  real      real human speech from Debian packages, speed and augmentation copies -> RUN/data
   label     teacher pseudo-labels + WER filter + encoder/top-k cache            -> RUN/labels
   train     Distil-Whisper objective on the cache (accelerate; GPU if present)  -> RUN/train
   export    latest checkpoint -> shipped fp16 decoder + assembled student       -> RUN/shipped, RUN/student
@@ -82,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--engines", default=",".join(ENGINES), help="TTS engines to use when installed (%(default)s)")
         sub.add_argument("--max-window-s", type=float, default=MAX_WINDOW_S)
         sub.add_argument("--no-augment", action="store_true")
+        sub.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
+                         help="add real speech from Debian packages (the `real` stage; `all` only)")
+        sub.add_argument("--real-cache", type=Path, default=REPO_ROOT / "data" / "real-debs")
 
     def label_args(sub):
         sub.add_argument("--label-batch", type=int, default=LABEL_BATCH)
@@ -113,11 +117,12 @@ def _parser() -> argparse.ArgumentParser:
                          help="clip manifest(s) (default: assets/audio and ../shared/audio manifests)")
         sub.add_argument("--repeat", type=int, default=2, help="runs per clip; the fastest counts")
         sub.add_argument("--draft-tokens", type=int, default=3)
-        sub.add_argument("--chunk-length-s", type=float, default=20.0)
+        sub.add_argument("--chunk-length-s", type=float, default=30.0)
         sub.add_argument("--whole-vocabulary", action="store_true",
                          help="draft from the whole vocabulary instead of RUN/student/draft_vocabulary.json")
 
     add("data", "make synthetic speech windows", data_args)
+    add("real", "add real human speech (no transcripts: the teacher labels it)", data_args)
     add("label", "teacher pseudo-labels, WER filter, encoder and top-k cache", label_args)
     add("train", "train the student's decoder on the cache", train_args)
     add("export", "latest checkpoint -> RUN/shipped (fp16 decoder) + RUN/student (assembled)")
@@ -147,7 +152,8 @@ def main(argv=None) -> int:
     report = _progress(run if args.stage not in ("create", "assemble") else None)
     if run and args.stage not in ("create", "assemble"):
         card.add_command(run, ["python", "-m", "core.distill", *(argv if argv is not None else sys.argv[1:])])
-    stages = ["data", "label", "train", "export", "eval"] if args.stage == "all" else [args.stage]
+    stages = ["data", *(["real"] if getattr(args, "real", False) else []), "label", "train", "export", "eval"] \
+        if args.stage == "all" else [args.stage]
     for stage in stages:
         _STAGES[stage](args, run, report)
     if args.stage == "all" and args.ship_to:
@@ -162,6 +168,13 @@ def _data(args, run, report):
                         engines=tuple(e for e in args.engines.split(",") if e), max_window_s=args.max_window_s,
                         augment=not args.no_augment)
     _timed(run, "data", lambda: build(run, config, report))
+
+
+def _real(args, run, report):
+    from core.distill.data import data_dir
+    from core.distill.real import build
+
+    _timed(run, "real", lambda: build(data_dir(run), args.real_cache, args.seed, report))
 
 
 def _label(args, run, report):
@@ -227,7 +240,7 @@ def _create(args, run, report):
     report(f"create: {run} (decoder layers {student.config.distilled_from_layers} of {args.teacher})")
 
 
-_STAGES = {"data": _data, "label": _label, "train": _train, "export": _export, "eval": _eval, "ship": _ship,
+_STAGES = {"data": _data, "real": _real, "label": _label, "train": _train, "export": _export, "eval": _eval, "ship": _ship,
            "assemble": _assemble, "create": _create}
 
 if __name__ == "__main__":

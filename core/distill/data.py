@@ -137,10 +137,15 @@ def make_window(index: int, config: DataConfig, voices: list[Voice], corpus: Cor
     return audio.astype(np.float32), record
 
 
+def _synthetic(rows: list[dict]) -> list[dict]:
+    """The TTS windows (ids wNNNNNN); real speech (core/distill/real.py, ids rNNNNNN) is counted apart."""
+    return [r for r in rows if r["id"].startswith("w")]
+
+
 def _done(rows: list[dict], config: DataConfig, index: int) -> bool:
     if config.windows is not None:
         return index >= config.windows
-    return sum(r["duration_s"] for r in rows) >= config.hours * 3600
+    return sum(r["duration_s"] for r in _synthetic(rows)) >= config.hours * 3600
 
 
 def build(run: Path, config: DataConfig, progress: Callable[[str], None] = print) -> Path:
@@ -154,7 +159,7 @@ def build(run: Path, config: DataConfig, progress: Callable[[str], None] = print
     voices = list_voices(config.engines)
     if not voices:
         raise RuntimeError(f"no TTS engine among {', '.join(config.engines)} is installed (apt-get install espeak-ng)")
-    index = max((int(r["id"][1:]) + 1 for r in rows), default=0)
+    index = max((int(r["id"][1:]) + 1 for r in _synthetic(rows)), default=0)
     if _done(rows, config, index):
         progress(f"data: complete ({len(rows)} windows, {sum(r['duration_s'] for r in rows) / 3600:.2f} h)")
         return manifest

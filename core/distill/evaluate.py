@@ -1,8 +1,9 @@
 """WER, speed and speculative acceptance of a student against its teacher, measured by the app itself.
 
 The numbers come from core.engine.Arena with a preset whose student is the given folder, so they are
-what the app would show: same chunking, draft length, shared encoder, timing hooks. Each clip is
-transcribed `repeat` times in every mode and the fastest run of each mode is kept (the CPU is shared).
+what the app would show: same windows, draft length, shared encoder, one decoding loop. Like for like, as
+core.bench measures: every mode runs alone on each clip at batch size 1, the modes interleaved in
+rotating order, `repeat` times; the fastest run of each mode is kept (the CPU is shared).
 Manifests are JSONL with `file` (relative to the manifest) and `text`, like assets/audio/manifest.jsonl.
 """
 
@@ -38,7 +39,7 @@ def read_clips(manifests: list[Path]) -> list[dict]:
     return clips
 
 
-def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chunk_length_s: float = 20.0,
+def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chunk_length_s: float = 30.0,
                warmup: bool = True, whole_vocabulary: bool = False):
     """An Arena whose preset points at two model folders (absolute paths survive MODELS_DIR / name).
     `whole_vocabulary`: draft from every token instead of the student's draft vocabulary (the output is
@@ -59,7 +60,7 @@ def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chun
 
 
 def evaluate(student_dir: Path, teacher_dir: Path, manifests: list[Path], repeat: int = 1, draft_tokens: int = 3,
-             chunk_length_s: float = 20.0, progress: Callable[[str], None] = print, warmup: bool = True,
+             chunk_length_s: float = 30.0, progress: Callable[[str], None] = print, warmup: bool = True,
              whole_vocabulary: bool = False) -> dict:
     from core.audio import load_audio
     from core.engine import Options
@@ -71,10 +72,13 @@ def evaluate(student_dir: Path, teacher_dir: Path, manifests: list[Path], repeat
     for clip in clips:
         audio = load_audio(clip["path"])
         best: dict[str, object] = {}
-        for _ in range(max(repeat, 1)):
-            for result in arena.transcribe(audio, Options(modes=MODES)):
+        for r in range(max(repeat, 1)):
+            order = list(MODES[r % len(MODES):] + MODES[: r % len(MODES)])
+            for mode in order:
+                (result,) = arena.transcribe(audio, Options(modes=(mode,), batch_size=1))
                 if result.mode not in best or result.latency_s < best[result.mode].latency_s:
                     best[result.mode] = result
+        best["speculative"].identical_to_teacher = best["speculative"].token_ids == best["teacher"].token_ids
         row = {"id": clip["id"], "text": clip["text"], "audio_s": round(best["teacher"].audio_s, 3)}
         for mode, result in best.items():
             row[mode] = {"text": result.text, "latency_s": round(result.latency_s, 4), "tokens": result.tokens}

@@ -9,8 +9,12 @@ A fraction of windows is labelled with timestamps so the student also learns tha
 
 Distil-Whisper's filter keeps a window only when the teacher's text is close to the source text
 (WER <= threshold): it removes windows where the TTS voice garbled words or the teacher looped.
-Every window is stored with its WER; the threshold is applied when training, so it can be changed
-without labelling again.
+Real speech has no source text (core/distill/real.py), so there the teacher's own confidence decides,
+from what its decode computed: an average log-probability of at least MIN_AVG_LOGPROB (stricter than
+Whisper's -1 fallback threshold: a pseudo-label should be one the teacher is sure of), no loop (gzip
+ratio at most 2.4, the loop guard silent), P(no speech) at most 0.6, and English as the language the
+teacher hears (megaglest's replies are of unverified language). Every window is stored with its WER or
+those figures; the thresholds are applied when training, so they can be changed without labelling again.
 
 Layout under <run>/labels/: cache/wNNNNNN.safetensors (enc, prompt, tokens, topk_ids, topk_logits;
 metadata "record" = JSON of the window's label record), labels.jsonl and info.json (summaries).
@@ -29,7 +33,8 @@ import numpy as np
 import torch
 
 from core.audio import SAMPLE_RATE
-from core.decoding import DecoderModel, SpecialTokens, Task, decode
+from core.decoding import DecoderModel, SpecialTokens, Task, decode, first_position_logits
+from core.gate import COMPRESSION_RATIO_THRESHOLD, NO_SPEECH_THRESHOLD, compression_ratio
 from core.distill.data import data_dir, read_manifest
 from core.metrics import normalize, wer
 from core.transcribe import max_new_tokens
@@ -38,6 +43,7 @@ LABEL_BATCH = 8
 TOP_K = 64
 TIMESTAMP_FRACTION = 0.2  # Distil-Whisper trains 50% with timestamps; the app mostly runs without
 MAX_WER = 0.2  # default training filter (teacher vs source text; espeak voices score worst)
+MIN_AVG_LOGPROB = -0.5  # real speech (no source text): the teacher's own confidence
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +57,7 @@ def cache_path(run: Path, window_id: str) -> Path:
 
 
 def wants_timestamps(window_id: str, seed: int, fraction: float) -> bool:
-    return bool(np.random.default_rng([seed, int(window_id[1:]), 7]).random() < fraction)
+    return bool(np.random.default_rng([seed, int(window_id[1:]), ord(window_id[0])]).random() < fraction)
 
 
 def prompt_ids(generation_config, timestamps: bool) -> list[int]:
@@ -88,7 +94,11 @@ def label_batch(teacher, processor, audios: list[np.ndarray], timestamps: list[b
         decoded = decode(DecoderModel(teacher), enc[index], Task(tuple(prompt), mode, limits), special)
         for i, d in zip(index, decoded):
             results[i].update(prompt=prompt, tokens=d.tokens + [eos], truncated=d.truncated or d.looped,
-                              timestamps=mode)
+                              timestamps=mode, avg_logprob=d.avg_logprob, no_speech_prob=d.no_speech_prob)
+    languages = first_position_logits(teacher, special.sot, enc)  # what the teacher hears, for real speech
+    codes = config.lang_to_id
+    for r, logits in zip(results, languages):
+        r["language"] = max(codes, key=lambda code: float(logits[codes[code]])).strip("<|>")
 
     # one teacher-forced pass: the teacher's distribution at every position of its own label
     sequences = [r["prompt"] + r["tokens"] for r in results]
@@ -136,9 +146,15 @@ def load_records(run: Path) -> list[dict]:
     return sorted((read_record(p) for p in (labels_dir(run) / "cache").glob("w*.safetensors")), key=lambda r: r["id"])
 
 
-def keep(record: dict, max_wer: float = MAX_WER) -> bool:
-    """The Distil-Whisper filter, plus: the teacher did not loop and said something."""
-    return record["wer"] <= max_wer and not record["truncated"] and record["n_tokens"] > 1
+def keep(record: dict, max_wer: float = MAX_WER, min_avg_logprob: float = MIN_AVG_LOGPROB) -> bool:
+    """The Distil-Whisper filter where there is a source text, the teacher's confidence where there is not;
+    and always: the teacher did not loop and said something."""
+    if record["truncated"] or record["n_tokens"] <= 1:
+        return False
+    if record.get("wer") is not None:
+        return record["wer"] <= max_wer
+    return (record["avg_logprob"] >= min_avg_logprob and record["no_speech_prob"] <= NO_SPEECH_THRESHOLD
+            and record["compression_ratio"] <= COMPRESSION_RATIO_THRESHOLD and record["language"] == "en")
 
 
 def label(run: Path, teacher_dir: Path, batch_size: int = LABEL_BATCH, top_k: int = TOP_K,
@@ -169,8 +185,11 @@ def label(run: Path, teacher_dir: Path, batch_size: int = LABEL_BATCH, top_k: in
                         "id": row["id"], "split": row["split"], "engine": row["engine"], "voice": row["voice"],
                         "source": row["source"], "augment": row["augment"], "duration_s": row["duration_s"],
                         "text": row["text"], "teacher_text": result["text"],
-                        "wer": round(wer(row["text"], result["text"]), 4), "timestamps": result["timestamps"],
-                        "n_tokens": len(result["tokens"]), "truncated": result["truncated"],
+                        "wer": round(wer(row["text"], result["text"]), 4) if row["text"] else None,
+                        "timestamps": result["timestamps"], "n_tokens": len(result["tokens"]),
+                        "truncated": result["truncated"], "avg_logprob": round(result["avg_logprob"], 4),
+                        "no_speech_prob": round(result["no_speech_prob"], 4), "language": result["language"],
+                        "compression_ratio": round(compression_ratio(result["text"]), 3),
                     }
                     save_label(cache_path(run, row["id"]), result, record)
                 done += len(batch)
@@ -193,7 +212,9 @@ def summarize(run: Path, max_wer: float = MAX_WER) -> dict:
     records = load_records(run)
     by_engine: dict[str, list[float]] = {}
     for r in records:
-        by_engine.setdefault(r["engine"], []).append(r["wer"])
+        if r.get("wer") is not None:
+            by_engine.setdefault(r["engine"], []).append(r["wer"])
+    real = [r for r in records if r.get("wer") is None]
     kept = [r for r in records if keep(r, max_wer)]
     return {
         "windows": len(records),
@@ -204,6 +225,10 @@ def summarize(run: Path, max_wer: float = MAX_WER) -> dict:
         "truncated": sum(r["truncated"] for r in records),
         "with_timestamps": sum(r["timestamps"] for r in records),
         "wer_by_engine": {k: round(float(np.mean(v)), 3) for k, v in sorted(by_engine.items())},
-        "kept_by_engine": {k: sum(r["engine"] == k for r in kept) for k in sorted(by_engine)},
+        "kept_by_engine": {k: sum(r["engine"] == k for r in kept) for k in sorted({r["engine"] for r in records})},
+        "real_windows": len(real),
+        "real_kept": sum(keep(r, max_wer) for r in real),
+        "real_kept_hours": round(sum(r["duration_s"] for r in real if keep(r, max_wer)) / 3600, 3),
+        "real_dropped_not_english": sum(r["language"] != "en" for r in real),
         "empty_source_text": sum(not normalize(r["text"]) for r in records),
     }
