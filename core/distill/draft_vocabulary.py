@@ -32,7 +32,7 @@ def build_draft_vocabulary(run: Path, tokenizer, bpe_top: int = BPE_TOP, corpus_
     eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     counts: collections.Counter = collections.Counter()
     label_tokens = []
-    for path in sorted((Path(run) / "labels" / "cache").glob("w*.safetensors")):
+    for path in sorted((Path(run) / "labels" / "cache").glob("*.safetensors")):
         with safe_open(str(path), framework="pt") as f:
             label_tokens += [t for t in f.get_tensor("tokens").tolist() if t < eot]
     counts.update({t: 10 * n for t, n in collections.Counter(label_tokens).items()})  # what the teacher says

@@ -143,7 +143,7 @@ def read_record(path: Path) -> dict:
 
 def load_records(run: Path) -> list[dict]:
     """The label record of every labelled window, by id."""
-    return sorted((read_record(p) for p in (labels_dir(run) / "cache").glob("w*.safetensors")), key=lambda r: r["id"])
+    return sorted((read_record(p) for p in (labels_dir(run) / "cache").glob("*.safetensors")), key=lambda r: r["id"])
 
 
 def keep(record: dict, max_wer: float = MAX_WER, min_avg_logprob: float = MIN_AVG_LOGPROB) -> bool:
