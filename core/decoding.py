@@ -36,8 +36,8 @@ import torch
 NEG_INF = float("-inf")
 MIN_DRAFT, MAX_DRAFT = 1, 12  # draft length adapts: +2 after a fully kept draft, -1 otherwise
 LOOP_MAX_PERIOD = 48  # longest repeated block (text tokens) the loop guard looks for
-LOOP_MIN_COPIES = 2  # a block said this many times in a row ...
-LOOP_MIN_SPAN = 12  # ... covering this many tokens is a loop: a 6-token sentence said twice, "no, no," six times
+LOOP_MIN_COPIES = 3  # a block said this many times in a row (twice is speech: a refrain, a repeated answer) ...
+LOOP_MIN_SPAN = 12  # ... covering this many tokens is a loop: a 4-token phrase said thrice, "no, no," six times
 
 
 @dataclass(frozen=True)
@@ -349,16 +349,17 @@ class Decoded:
 @torch.inference_mode()
 def decode(model: DecoderModel, encoder_states: torch.Tensor, task: Task, special: SpecialTokens,
            draft: DraftModel | None = None, clock: Callable[[], float] = time.perf_counter,
-           draft_states: torch.Tensor | None = None) -> list[Decoded]:
+           draft_states: torch.Tensor | None = None, guard: LoopGuard | None = None) -> list[Decoded]:
     """Decode every row of `encoder_states` (one row when there is a draft model; `draft_states`: the draft
-    model's own encoder output, when its encoder is not the verifying model's)."""
+    model's own encoder output, when its encoder is not the verifying model's; `guard`: None for the
+    default loop guard)."""
     if draft is not None and len(encoder_states) != 1:
         raise ValueError("speculative decoding decodes one window at a time")
     if len(task.limits) != len(encoder_states):
         raise ValueError("one length cap per window")
     rules = logit_rules(special, task.timestamps, bool(task.prefix), encoder_states.device)
     picker = TokenPicker(task.temperature)
-    guard = LoopGuard(special.eot)
+    guard = guard or LoopGuard(special.eot)
     if draft is None:
         return _greedy(model, encoder_states, task, special, rules, picker, guard, clock)
     return [_speculative(model, draft, encoder_states, encoder_states if draft_states is None else draft_states,

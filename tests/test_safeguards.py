@@ -212,8 +212,8 @@ def test_speech_with_noise_gives_no_text_in_the_noise(arena, speech_with_noise):
 
 def test_loop_guard_ends_a_repeated_block_and_keeps_it_once():
     guard = LoopGuard(eot=50257)
-    sentence = [400, 370, 452, 7177, 6280, 13]  # 6 tokens: twice in a row is a loop
-    tokens = [1, 2] + sentence
+    sentence = [400, 370, 452, 7177, 6280, 13]  # 6 tokens: twice in a row is speech, three times a loop
+    tokens = [1, 2] + sentence * 2
     assert guard.cut(tokens) is None
     tokens += sentence
     assert guard.cut(tokens) == 2 + len(sentence)
