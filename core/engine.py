@@ -205,7 +205,7 @@ class Arena:
         rng = np.random.default_rng(0)
         noise = (0.05 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
         speech_regions(noise)
-        self.transcribe(noise, Options(vad=False, no_speech_rule=False))
+        self.transcribe(noise, Options(vad=False, no_speech_rule=False, fallback=False))
 
     # ---- public API -------------------------------------------------------------------------
 

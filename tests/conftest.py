@@ -26,6 +26,24 @@ def manifest() -> list[dict]:
     return [json.loads(line) for line in (AUDIO / "manifest.jsonl").read_text().splitlines() if line.strip()]
 
 
+# Bundled clips joined with 0.5 s pauses: 35 s (two 30 s windows) and 67 s (three seeks) of real speech.
+TWO_WINDOWS = ["jfk", "sense_and_sensibility_01_austen_64kb-0880", "asterisk_demo-echotest_8k", "goforward",
+               "sense_and_sensibility_01_austen_64kb-0930"]
+THREE_WINDOWS = [*TWO_WINDOWS, "jfk_white_snr10", "jfk_mp3"]
+
+
+def joined_speech(parts: list[str]):
+    """(16 kHz audio, the text it says) of the bundled clips `parts`, each followed by a 0.5 s pause."""
+    import numpy as np
+
+    from core.audio import SAMPLE_RATE, load_audio
+
+    by_id = {c["id"]: c for c in manifest()}
+    gap = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    audio = np.concatenate([x for p in parts for x in (load_audio(AUDIO / by_id[p]["file"]), gap)])
+    return audio, " ".join(by_id[p]["text"] for p in parts)
+
+
 @pytest.fixture(scope="session")
 def arena():
     """The local preset (real converted whisper-base + local student), loaded and warmed up once."""

@@ -3,10 +3,9 @@ columns, and speculative = teacher."""
 
 import json
 
-import numpy as np
 import soundfile as sf
 
-from conftest import AUDIO, manifest
+from conftest import AUDIO, TWO_WINDOWS, joined_speech
 from core import bench
 
 COLUMNS = ("params_m", "rel_latency_short", "rel_latency_short_range", "rtfx_short", "tokens_per_s_short",
@@ -14,17 +13,15 @@ COLUMNS = ("params_m", "rel_latency_short", "rel_latency_short_range", "rtfx_sho
 
 
 def test_bench_on_short_and_long_clips(tmp_path, capsys):
-    """Two short clips and one 35 s clip (JFK three times), every mode alone, twice, interleaved."""
+    """Two short clips and one 35 s clip (five bundled clips joined), every mode alone, interleaved."""
     long_dir = tmp_path / "long"
     long_dir.mkdir()
-    jfk = sf.read(AUDIO / "jfk.wav")[0].astype(np.float32)
-    gap = np.zeros(8000, np.float32)
-    sf.write(long_dir / "jfk3.wav", np.concatenate([jfk, gap, jfk, gap, jfk]), 16000)
-    text = next(c["text"] for c in manifest() if c["id"] == "jfk")
-    (long_dir / "manifest.jsonl").write_text(json.dumps({"file": "jfk3.wav", "text": " ".join([text] * 3)}) + "\n")
+    audio, text = joined_speech(TWO_WINDOWS)
+    sf.write(long_dir / "joined.wav", audio, 16000)
+    (long_dir / "manifest.jsonl").write_text(json.dumps({"file": "joined.wav", "text": text}) + "\n")
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     assert bench.main(["--preset", "local", "--data", str(AUDIO), "--limit", "2", "--long", str(long_dir),
-                       "--repeat", "2", "--json", str(out), "--plot", str(png)]) == 0
+                       "--repeat", "1", "--json", str(out), "--plot", str(png)]) == 0
     report = json.loads(out.read_text())
     assert report["schema"] == "distil-whisper-arena/report/1" and report["environment"]["preset"] == "local"
     summary = report["summary"]
@@ -43,7 +40,7 @@ def test_bench_on_short_and_long_clips(tmp_path, capsys):
     assert rows["teacher"]["wer_long_chunked"] <= 0.05 and "wer_long_sequential" in rows["teacher"]
     assert rows["teacher"]["repetition_5gram"] is not None and rows["teacher"]["insertion_rate"] is not None
     assert rows["teacher, batch 8"]["rel_latency_long"] > 0
-    assert {r["clip"] for r in report["runs"]} == {"jfk", "sense_and_sensibility_01_austen_64kb-0880", "jfk3"}
+    assert {r["clip"] for r in report["runs"]} == {"jfk", "sense_and_sensibility_01_austen_64kb-0880", "joined"}
     table = capsys.readouterr().out
     assert "| | params (M) | rel. latency short | rel. latency long |" in table and "| speculative |" in table
     assert png.stat().st_size > 1000

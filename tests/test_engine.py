@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import AUDIO, REPO, manifest
+from conftest import AUDIO, REPO, THREE_WINDOWS, TWO_WINDOWS, joined_speech, manifest
 from core.audio import SAMPLE_RATE, load_audio
 from core.decoding import DecoderModel, DraftModel, Task, decode
 from core.engine import Options
@@ -31,13 +31,14 @@ SPEECH_CLIPS = [c for c in CLIPS if c["text"]]
 
 @pytest.fixture(scope="module")
 def long_clip():
-    """> 60 s of real speech: several clips joined with short pauses, and the text they say."""
-    parts = ["jfk", "sense_and_sensibility_01_austen_64kb-0880", "asterisk_demo-echotest_8k", "goforward",
-             "sense_and_sensibility_01_austen_64kb-0930", "jfk_white_snr10", "jfk_mp3"]
-    by_id = {c["id"]: c for c in CLIPS}
-    gap = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
-    audio = np.concatenate([x for p in parts for x in (load_audio(AUDIO / by_id[p]["file"]), gap)])
-    return audio, " ".join(by_id[p]["text"] for p in parts)
+    """67 s of real speech (three windows, three seeks) and the text it says."""
+    return joined_speech(THREE_WINDOWS)
+
+
+@pytest.fixture(scope="module")
+def two_window_clip():
+    """35 s of real speech (two windows) and the text it says."""
+    return joined_speech(TWO_WINDOWS)
 
 
 def _states(arena, audio):
@@ -452,10 +453,10 @@ def test_the_encoder_cache_stays_within_its_budget():
 
 
 @pytest.mark.slow
-def test_a_long_request_with_a_small_encoder_cache_gives_the_same_output(arena, long_clip, monkeypatch):
+def test_a_long_request_with_a_small_encoder_cache_gives_the_same_output(arena, two_window_clip, monkeypatch):
     import core.engine
 
-    audio, _ = long_clip
+    audio, _ = two_window_clip
     reference = arena.transcribe(audio, Options(modes=("teacher", "speculative")))
     monkeypatch.setattr(core.engine, "ENCODER_CACHE_BYTES", 1500 * 512 * 4)  # one window
     small = arena.transcribe(audio, Options(modes=("teacher", "speculative")))

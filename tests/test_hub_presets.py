@@ -49,13 +49,13 @@ def test_hub_preset_runs_every_mode_offline(offline_hub, name):
     assert info.shared_encoder == ("encoder_of" in student and student["encoder_of"] == preset.teacher)
 
     audio = load_audio(AUDIO / "goforward.wav")
-    for timestamps in (False, True):
-        results = {r.mode: r for r in arena.transcribe(audio, Options(timestamps=timestamps))}
+    for timestamps in (False, True):  # random weights: every temperature of the fallback would fail alike
+        results = {r.mode: r for r in arena.transcribe(audio, Options(timestamps=timestamps, fallback=False))}
         assert list(results) == ["student", "teacher", "speculative"]
         assert results["speculative"].identical_to_teacher is True, timestamps
         assert all(r.latency_s > 0 and r.windows for r in results.values())
 
-    auto = arena.transcribe(audio, Options(modes=("teacher",), language=None))[0]
+    auto = arena.transcribe(audio, Options(modes=("teacher",), language=None, fallback=False))[0]
     if teacher["family"] == "en":  # English-only: no language token, nothing to detect, "auto" means English
         assert not info.multilingual and auto.language is None and auto.detected_language is None
         assert arena._prompt(Options())(False) == (arena.special.sot, arena.special.no_timestamps)
