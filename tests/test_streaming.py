@@ -1,9 +1,9 @@
 """Live transcription (core/streaming.py): LocalAgreement-2 on one rolling buffer.
 
 The acceptance tests stream real speech, converted to what a browser sends (48 kHz int16, stereo),
-into the real models as fast as the cores allow (no sleeping: the algorithm is under test, not the
-clock): the teacher on jfk and 50 s of clips, the student (the live default) on the 22 s prompt
-spoken without a long pause. A tone-burst "model" with a fake clock covers trimming, the buffer cap,
+into the real models on a clock that ticks per reading (no sleeping, no dependence on the machine's
+speed: the algorithm is under test, not the clock): the teacher on jfk and 50 s of clips, the student
+(the live default) on the 22 s prompt spoken without a long pause. A tone-burst "model" with a fake clock covers trimming, the buffer cap,
 the pace, queued chunks and the session cap in milliseconds.
 """
 
@@ -42,6 +42,18 @@ def stream(transcriber: LiveTranscriber, pcm: np.ndarray, chunk_s: float, rate: 
     return final, committed + [final]
 
 
+class Ticks:
+    """A clock that moves 1 ms per reading: the real models decode as on an infinitely fast machine, so where
+    updates fall (the pace reads compute time) never depends on how busy the cores are."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += 0.001
+        return self.t
+
+
 def assert_never_revised(committed: list[str]):
     for before, after in zip(committed, committed[1:]):
         assert after.startswith(before), (before, after)
@@ -52,7 +64,7 @@ def assert_never_revised(committed: list[str]):
 
 def test_jfk_streamed_matches_offline_teacher(arena):
     audio = load_audio(AUDIO / "jfk.wav")
-    live = LiveTranscriber(arena, "teacher")
+    live = LiveTranscriber(arena, "teacher", clock=Ticks())
     final, committed = stream(live, browser_pcm(audio), chunk_s=1.0)
     (offline,) = arena.transcribe(live.recording(), Options(modes=("teacher",)))
 
@@ -69,7 +81,7 @@ def test_long_speech_stays_within_the_buffer_cap(arena):
     audio, _ = joined_speech([*TWO_WINDOWS, "jfk_white_snr10"])
     assert len(audio) > 1.5 * BUFFER_CAP_S * SAMPLE_RATE
 
-    live = LiveTranscriber(arena, "teacher")
+    live = LiveTranscriber(arena, "teacher", clock=Ticks())
     final, committed = stream(live, browser_pcm(audio), chunk_s=3.0)
     (offline,) = arena.transcribe(audio, Options(modes=("teacher",)))
 
@@ -81,7 +93,7 @@ def test_long_speech_stays_within_the_buffer_cap(arena):
 def test_student_streamed_matches_offline_student(arena):
     """The default live mode on 22 s without a 0.6 s pause: committed through phrase pauses and agreement."""
     audio = load_audio(AUDIO / "asterisk_demo-echotest_8k.wav")
-    live = LiveTranscriber(arena)
+    live = LiveTranscriber(arena, clock=Ticks())
     assert live.mode == "student"
     final, committed = stream(live, browser_pcm(audio), chunk_s=0.5)
     (offline,) = arena.transcribe(live.recording(), Options(modes=("student",)))
@@ -93,7 +105,7 @@ def test_student_streamed_matches_offline_student(arena):
 
 def test_silence_commits_nothing_and_never_reaches_the_model(arena):
     silence = load_audio(AUDIO / "silence_5s.wav")
-    live = LiveTranscriber(arena, "teacher")
+    live = LiveTranscriber(arena, "teacher", clock=Ticks())
     final, committed = stream(live, browser_pcm(silence), chunk_s=0.5)
     assert final == "" and set(committed) == {""}
     assert live.state.decodes == 0 and live.state.max_buffer_s == 0
