@@ -19,7 +19,8 @@ from core.audio import FFMPEG, SAMPLE_RATE, load_audio
 from core.engine import Options
 from core.errors import ArenaError, AudioTooLongError
 from core.metrics import wer
-from core.streaming import BUFFER_CAP_S, LiveSession, LiveTranscriber, StreamTooLongError, _covered, _through, percentile
+from core.streaming import (BUFFER_CAP_S, LiveSession, LiveTranscriber, StreamTooLongError, _covered, _through,
+                            percentile)
 
 BROWSER_RATE = 48000
 
