@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from core.distill import card
+from core.presets import LOCAL_CHUNK_LENGTH_S
 from core.weights import MODELS_DIR, REPO_ROOT, TEACHER_BASE
 
 DEFAULT_TEACHER = MODELS_DIR / TEACHER_BASE
@@ -117,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="clip manifest(s) (default: assets/audio and ../shared/audio manifests)")
         sub.add_argument("--repeat", type=int, default=2, help="runs per clip; the fastest counts")
         sub.add_argument("--draft-tokens", type=int, default=3)
-        sub.add_argument("--chunk-length-s", type=float, default=30.0)
+        sub.add_argument("--chunk-length-s", type=float, default=LOCAL_CHUNK_LENGTH_S)
         sub.add_argument("--whole-vocabulary", action="store_true",
                          help="draft from the whole vocabulary instead of RUN/student/draft_vocabulary.json")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from core.metrics import corpus_wer, normalize
+from core.presets import LOCAL_CHUNK_LENGTH_S
 
 # the goals of the distillation issue, on the real clips
 TARGET_WER_RATIO = 1.3  # student WER <= 1.3 x teacher WER
@@ -39,7 +40,7 @@ def read_clips(manifests: list[Path]) -> list[dict]:
     return clips
 
 
-def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chunk_length_s: float = 30.0,
+def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chunk_length_s: float = LOCAL_CHUNK_LENGTH_S,
                warmup: bool = True, whole_vocabulary: bool = False):
     """An Arena whose preset points at two model folders (absolute paths survive MODELS_DIR / name).
     `whole_vocabulary`: draft from every token instead of the student's draft vocabulary (the output is
@@ -60,7 +61,7 @@ def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chun
 
 
 def evaluate(student_dir: Path, teacher_dir: Path, manifests: list[Path], repeat: int = 1, draft_tokens: int = 3,
-             chunk_length_s: float = 30.0, progress: Callable[[str], None] = print, warmup: bool = True,
+             chunk_length_s: float = LOCAL_CHUNK_LENGTH_S, progress: Callable[[str], None] = print, warmup: bool = True,
              whole_vocabulary: bool = False) -> dict:
     from core.audio import load_audio
     from core.engine import Options
