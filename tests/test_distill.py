@@ -235,6 +235,52 @@ def test_windows_are_deterministic_in_seed_and_index():
     assert len(a) <= 6.0 * 16000 and np.isfinite(a).all() and np.abs(a).max() <= 1.0
 
 
+@needs_espeak
+def test_a_sentence_a_voice_cannot_read_is_skipped(monkeypatch):
+    """festival's ked voice fails on a sentence that starts with "...": the window reads the next one."""
+    import core.distill.data as data
+
+    voices = [Voice("espeak-ng", "en-us")]
+    text = corpus.Corpus({"austen": ["... an unreadable start here.", "One sentence is read here.", "Then another."]})
+    config = DataConfig(windows=1, engines=("espeak-ng",), max_window_s=6.0, augment=False)
+
+    refused = []
+
+    def fussy(voice, sentence, **kwargs):
+        if sentence.startswith("..."):
+            refused.append(sentence)
+            raise RuntimeError(f"{voice.id} failed: ")
+        return synthesize(voice, sentence, **kwargs)
+
+    monkeypatch.setattr(data, "synthesize", fussy)
+    texts = {make_window(i, config, voices, text)[1]["text"] for i in range(6)}
+    assert refused and texts and not any("unreadable" in t for t in texts)
+
+
+def test_a_grown_student_keeps_its_trained_layers():
+    """2 -> 3 decoder layers: the trained layers stand where their teacher layers would, the new one is the
+    teacher's, and the decoder's final norm stays the trained one."""
+    from transformers import WhisperForConditionalGeneration
+
+    from core.distill.create import create_student, grow_student
+
+    teacher = WhisperForConditionalGeneration.from_pretrained(TEACHER, dtype=torch.float32)
+    student = create_student(teacher, 2)
+    with torch.no_grad():
+        for name, param in student.named_parameters():
+            if is_trainable(name):
+                param.add_(0.01)  # "trained"
+    grown = grow_student(student, teacher, 3)
+    assert grown.config.distilled_from_layers == [0, 2, 5] and grown.config.decoder_layers == 3
+    layers = grown.model.decoder.layers
+    sd = lambda m: m.state_dict()  # noqa: E731
+    for mine, theirs in ((layers[0], student.model.decoder.layers[0]), (layers[2], student.model.decoder.layers[1]),
+                         (layers[1], teacher.model.decoder.layers[2])):
+        assert all(torch.equal(sd(mine)[k], sd(theirs)[k]) for k in sd(mine))
+    assert torch.equal(grown.model.decoder.layer_norm.weight, student.model.decoder.layer_norm.weight)
+    assert grown.model.decoder.embed_tokens.weight.data_ptr() == grown.proj_out.weight.data_ptr()
+
+
 @pytest.mark.parametrize("engine", ["espeak-ng", "flite", "festival", "piper"])
 def test_each_tts_engine_speaks(engine):
     if not engine_available(engine):

@@ -40,8 +40,10 @@ def _ffmpeg(audio: np.ndarray, output_args: list[str], fmt: str, rate: int = SAM
     return proc.stdout
 
 
-def _decode(data: bytes, rate: int = SAMPLE_RATE) -> np.ndarray:
-    cmd = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "pipe:", "-f", "f32le", "-ac", "1",
+def _decode(data: bytes, rate: int = SAMPLE_RATE, input_format: str | None = None) -> np.ndarray:
+    """`input_format` for headerless streams (raw GSM), which ffmpeg's probe misreads now and then."""
+    given = ["-f", input_format] if input_format else []
+    cmd = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", *given, "-i", "pipe:", "-f", "f32le", "-ac", "1",
            "-ar", str(rate), "pipe:"]
     proc = subprocess.run(cmd, input=data, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
     if proc.returncode != 0:
@@ -75,7 +77,8 @@ def phone_band(audio: np.ndarray, gsm: bool) -> np.ndarray:
     """A telephone line: 300-3400 Hz at 8 kHz, optionally through the GSM codec."""
     narrow = _ffmpeg(audio, ["-af", "highpass=f=300,lowpass=f=3400", "-ar", "8000", "-c:a", "pcm_s16le"], "wav")
     if gsm:
-        narrow = _ffmpeg(_decode(narrow, 8000), ["-c:a", "libgsm", "-ar", "8000"], "gsm", rate=8000)
+        coded = _ffmpeg(_decode(narrow, 8000), ["-c:a", "libgsm", "-ar", "8000"], "gsm", rate=8000)
+        return _decode(coded, input_format="gsm")
     return _decode(narrow)
 
 

@@ -34,7 +34,7 @@ LONG_MIN_S = 8.0
 RATE_RANGE, PITCH_RANGE = (0.85, 1.15), (-0.5, 0.5)
 PAUSE_RANGE_S, EDGE_RANGE_S = (0.15, 0.8), (0.05, 0.6)
 VAL_EVERY = 20  # window i is held out when i % VAL_EVERY == 0 (5%)
-MAX_TRIES = 6  # sentences skipped when a single one is longer than the window
+MAX_TRIES = 6  # sentences skipped when one is longer than the window or its voice fails on it
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,14 @@ def make_window(index: int, config: DataConfig, voices: list[Voice], corpus: Cor
     while True:
         sentence = sentences[position % len(sentences)]
         position += 1
-        speech = synthesize(voice, sentence, rate=rate * float(rng.uniform(0.95, 1.05)), pitch=pitch)
+        try:
+            speech = synthesize(voice, sentence, rate=rate * float(rng.uniform(0.95, 1.05)), pitch=pitch)
+        except RuntimeError as error:  # a voice that chokes on one sentence (festival's ked on a leading "...")
+            tries += 1
+            if tries >= MAX_TRIES:
+                raise
+            log.warning("window %d: %s: sentence skipped", index, error)
+            continue
         pause = silence(PAUSE_RANGE_S)
         added = (len(speech) + (len(pause) if texts else 0)) / SAMPLE_RATE
         total = (sum(len(p) for p in pieces) + len(edge)) / SAMPLE_RATE + added

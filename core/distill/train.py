@@ -79,13 +79,17 @@ def is_trainable(name: str) -> bool:
 
 
 def build_student(teacher_dir: Path, decoder_layers: int = 2, init: str | None = None):
-    """The initial student in fp32: the teacher's encoder + evenly picked decoder layers (or `init`)."""
+    """The initial student in fp32: the teacher's encoder + evenly picked decoder layers, or `init` (grown to
+    `decoder_layers` when it has fewer)."""
     from transformers import WhisperForConditionalGeneration
 
-    from core.distill.create import create_student
+    from core.distill.create import create_student, grow_student
 
     if init:
         student = WhisperForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
+        if student.config.decoder_layers != decoder_layers:
+            teacher = WhisperForConditionalGeneration.from_pretrained(teacher_dir, dtype=torch.float32)
+            student = grow_student(student, teacher, decoder_layers)
     else:
         teacher = WhisperForConditionalGeneration.from_pretrained(teacher_dir, dtype=torch.float32)
         student = create_student(teacher, decoder_layers)
