@@ -189,7 +189,10 @@ def measure_rss(arena: Arena, clips: list[Clip], modes: tuple[str, ...], rows: d
 
 
 def _ratios(rows: dict[str, Runs], name: str, group: str, algorithm: str) -> tuple[float | None, list[float]]:
-    """Median over clips of the per-clip ratio teacher/row (medians over repeats), and per-repeat totals."""
+    """Median over clips of the per-clip ratio teacher/row (medians over repeats), and per-repeat totals; none
+    when the teacher was not measured (`--modes student`: WER only)."""
+    if "teacher" not in rows:
+        return None, []
     teacher, mine = rows["teacher"].latency, rows[name].latency
     keys = [k for k in mine if k[:2] == (group, algorithm) and k in teacher]
     if not keys:
@@ -312,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m core.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--preset")
+    parser.add_argument("--student", type=Path, help="a student folder in place of the preset's (a core.distill candidate)")
     parser.add_argument("--data", type=Path, default=REPO / "assets" / "audio",
                         help="clips up to 30 s (manifest.jsonl); 'none' for no short clips")
     parser.add_argument("--long", type=Path, help="clips over 30 s (e.g. data/eval/long from core.bench_data)")
@@ -328,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     quiet_libraries()
-    arena = Arena.load(args.preset)
+    arena = Arena.load(args.preset, student=args.student)
     if args.chunk_length_s:
         arena.models.preset = replace(arena.models.preset, chunk_length_s=args.chunk_length_s)
     short = [c for c in load_clips(None if str(args.data) == "none" else args.data, args.limit) if c.seconds <= WINDOW_S]

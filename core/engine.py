@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -188,9 +189,13 @@ class Arena:
         self._busy = threading.RLock()
 
     @classmethod
-    def load(cls, preset: str | None = None, warmup: bool = True) -> "Arena":
+    def load(cls, preset: str | None = None, warmup: bool = True, student: str | None = None) -> "Arena":
+        """`student`: another student for the preset's teacher (a folder), e.g. a candidate from core.distill."""
         started = time.perf_counter()
-        arena = cls(load_models(get_preset(preset)))
+        chosen = get_preset(preset)
+        if student:
+            chosen = replace(chosen, student=str(Path(student).resolve()))
+        arena = cls(load_models(chosen))
         if warmup:
             arena.warmup()
         log.info("preset %s ready in %.1f s", arena.info.preset, time.perf_counter() - started)

@@ -6,7 +6,7 @@ import json
 import soundfile as sf
 
 from conftest import AUDIO, TWO_WINDOWS, joined_speech
-from core import bench
+from core import bench, weights
 
 COLUMNS = ("params_m", "rel_latency_short", "rel_latency_short_range", "rtfx_short", "tokens_per_s_short",
            "wer_short", "acceptance_rate", "peak_rss_mb")
@@ -44,3 +44,13 @@ def test_bench_on_short_and_long_clips(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| | params (M) | rel. latency short | rel. latency long |" in table and "| speculative |" in table
     assert png.stat().st_size > 1000
+
+
+def test_bench_takes_another_student_for_the_presets_teacher(tmp_path):
+    """`--student DIR` measures a candidate from core.distill against the preset's own teacher."""
+    student = weights.MODELS_DIR / weights.STUDENT_BASE
+    out = tmp_path / "bench.json"
+    assert bench.main(["--preset", "local", "--student", str(student), "--data", str(AUDIO), "--limit", "1",
+                       "--modes", "student", "--no-peer", "--repeat", "1", "--json", str(out)]) == 0
+    environment = json.loads(out.read_text())["environment"]
+    assert environment["student"] == str(student.resolve()) and environment["teacher"] == weights.TEACHER_BASE

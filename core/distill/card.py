@@ -72,7 +72,7 @@ def write_model_card(run: Path, path: Path) -> Path:
         f"layers and the decoder's final layer norm: `{SHIPPED_FILE}`, fp16, {size_mb:.1f} MB. Set-up rebuilds the "
         "full student with `core.distill.ship.assemble_student(teacher_dir, this_folder, out_dir)`.",
         "",
-        "## Data (synthetic speech, made offline)",
+        "## Data (synthetic speech made offline, and real speech from Debian packages)",
         "",
         f"- {data['windows']} windows, {data['hours']} h ({data['val_windows']} held out), up to "
         f"{data.get('max_window_s') or 28} s each, seed {data.get('seed')}",
@@ -84,6 +84,18 @@ def write_model_card(run: Path, path: Path) -> Path:
         f"({data['text'].get('dropped_as_evaluation_text', '?')} sentences dropped)",
         f"- augmented: {data['augmented_fraction']:.0%} of windows (noise at random SNR, reverb, tempo, 8 kHz phone "
         "band, mp3/opus/vorbis/gsm)",
+    ]
+    if labels.get("real_windows"):
+        from core.distill.label import MIN_AVG_LOGPROB
+        from core.distill.real import LICENCES, SPEEDS
+
+        lines += [
+            f"- real human speech: {labels['real_windows']} windows ({data['hours_by_engine'].get('real', 0)} h with "
+            f"its copies at speeds {', '.join(f'{x:g}' for x in SPEEDS)}, augmented but for the plain copy) from "
+            + "; ".join(f"`{k}` ({v})" for k, v in LICENCES.items())
+            + ". Whole speaker groups are held out (the real-speech dev set). None of this audio ships.",
+        ]
+    lines += [
         "",
         "## Teacher labels",
         "",
@@ -91,9 +103,21 @@ def write_model_card(run: Path, path: Path) -> Path:
         f"timestamps); kept {labels.get('kept', '?')} ({labels.get('kept_hours', '?')} h) at WER <= "
         f"{labels.get('max_wer', '?')} against the source text; {labels.get('truncated', '?')} truncated",
         f"- teacher vs source WER by engine: {labels.get('wer_by_engine', {})}",
+    ]
+    if labels.get("real_windows"):
+        lines.append(
+            f"- real speech has no source text, so the teacher's confidence filters it: kept {labels['real_kept']} of "
+            f"{labels['real_windows']} ({labels['real_kept_hours']} h) at average log-probability >= {MIN_AVG_LOGPROB}, "
+            f"compression ratio <= 2.4, P(no speech) <= 0.6, heard as English "
+            f"({labels['real_dropped_not_english']} were not)")
+    lines += [
         "",
         "## Training",
         "",
+        *([f"- started from the student `{config['init']}`"
+           + (f", grown to {config['decoder_layers']} decoder layers" if meta.get("decoder_layers") and
+              str(config["decoder_layers"]) != str(_read(Path(config["init"]) / "config.json").get("decoder_layers"))
+              else "")] if config.get("init") else []),
         f"- {last.get('step', '?')} steps, batch {config.get('batch_size', '?')} x {config.get('processes', 1)} "
         f"process(es), AdamW lr {config.get('lr', '?')} (warm-up {config.get('warmup', '?')}, linear decay), "
         f"{(config.get('trainable_params') or 0) / 1e6:.2f}M trainable parameters",
@@ -102,7 +126,9 @@ def write_model_card(run: Path, path: Path) -> Path:
         f"- final training loss {last.get('loss', '?')} (CE {last.get('ce', '?')}, KL {last.get('kl', '?')}), "
         f"token agreement {last.get('agree', '?')}",
         f"- held-out token agreement with the teacher (teacher-forced): {first_val.get('val_agree', '?')} at step "
-        f"{first_val.get('step', '?')} -> {last_val.get('val_agree', '?')} at step {last_val.get('step', '?')}",
+        f"{first_val.get('step', '?')} -> {last_val.get('val_agree', '?')} at step {last_val.get('step', '?')}"
+        + "".join(f"; {kind} speech {first_val[key]} -> {last_val.get(key, '?')}"
+                  for kind in ("synthetic", "real") if (key := f"val_{kind}_agree") in first_val),
         "",
         "## Compute",
         "",

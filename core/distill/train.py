@@ -208,21 +208,34 @@ def _split(run: Path, max_wer: float) -> tuple[list[Path], list[Path], list[dict
     return train, val, records
 
 
+def window_kind(path: Path) -> str:
+    """"real" (core/distill/real.py, ids rNNNNNN) or "synthetic" (TTS, ids wNNNNNN)."""
+    return "real" if Path(path).stem.startswith("r") else "synthetic"
+
+
 @torch.no_grad()
-def evaluate_cached(model, loader, accelerator, config: TrainConfig) -> dict:
-    """Teacher-forced loss and token agreement (student argmax == teacher token) on held-out windows."""
+def evaluate_cached(model, loaders: dict, accelerator, config: TrainConfig) -> dict:
+    """Teacher-forced loss and token agreement (student argmax == teacher token) on held-out windows: over all
+    of them (val_*) and per kind of speech (val_real_agree, val_synthetic_agree), since real voices are what
+    the synthetic corpus cannot teach."""
     model.eval()
-    totals, tokens = {"loss": 0.0, "ce": 0.0, "kl": 0.0, "agree": 0.0}, 0
-    for batch in loader:
-        batch = _to_device(batch, accelerator.device)
-        loss, parts = _batch_loss(model, batch, accelerator, config)
-        n = len(batch["targets"])
-        tokens += n
-        totals["loss"] += float(loss) * n
-        for key in ("ce", "kl", "agree"):
-            totals[key] += float(parts[key]) * n
+    keys = ("loss", "ce", "kl", "agree")
+    totals, tokens, out = dict.fromkeys(keys, 0.0), 0, {}
+    for kind, loader in loaders.items():
+        mine, n_kind = dict.fromkeys(keys, 0.0), 0
+        for batch in loader:
+            batch = _to_device(batch, accelerator.device)
+            loss, parts = _batch_loss(model, batch, accelerator, config)
+            n = len(batch["targets"])
+            n_kind += n
+            mine["loss"] += float(loss) * n
+            for key in ("ce", "kl", "agree"):
+                mine[key] += float(parts[key]) * n
+        out[f"val_{kind}_agree"] = round(mine["agree"] / max(n_kind, 1), 5)
+        tokens += n_kind
+        totals = {k: totals[k] + mine[k] for k in keys}
     model.train()
-    return {f"val_{k}": round(v / max(tokens, 1), 5) for k, v in totals.items()} | {"val_tokens": tokens}
+    return {f"val_{k}": round(v / max(tokens, 1), 5) for k, v in totals.items()} | out | {"val_tokens": tokens}
 
 
 def _batch_loss(model, batch: dict, accelerator, config: TrainConfig):
@@ -291,8 +304,9 @@ def train(run: Path, teacher_dir: Path, config: TrainConfig, progress: Callable[
     workers = min(4, os.cpu_count() or 1) if use_cuda else 0  # on a CPU the cores are for the math
     loader = torch.utils.data.DataLoader(CachedWindows(train_paths), batch_sampler=sampler, num_workers=workers,
                                          collate_fn=functools.partial(collate, pad_id=pad_id), pin_memory=use_cuda)
-    val_loader = torch.utils.data.DataLoader(CachedWindows(val_paths), batch_size=config.batch_size,
-                                             collate_fn=functools.partial(collate, pad_id=pad_id)) if val_paths else None
+    val_loaders = {kind: torch.utils.data.DataLoader(CachedWindows(paths), batch_size=config.batch_size,
+                                                     collate_fn=functools.partial(collate, pad_id=pad_id))
+                   for kind in ("synthetic", "real") if (paths := [p for p in val_paths if window_kind(p) == kind])}
 
     progress(f"train: {len(train_paths)} windows ({len(val_paths)} held out), {n_params / 1e6:.2f}M trainable "
              f"parameters, steps {step}->{stop} of {config.steps}, batch {config.batch_size}x{accelerator.num_processes}, "
@@ -302,8 +316,8 @@ def train(run: Path, teacher_dir: Path, config: TrainConfig, progress: Callable[
     tick = time.perf_counter()
     log_file = open(out / "log.jsonl", "a") if accelerator.is_main_process else None
     try:
-        if step == 0 and val_loader is not None and accelerator.is_main_process:
-            _write(log_file, {"step": 0, **evaluate_cached(accelerator.unwrap_model(model), val_loader, accelerator, config)})
+        if step == 0 and val_loaders and accelerator.is_main_process:
+            _write(log_file, {"step": 0, **evaluate_cached(accelerator.unwrap_model(model), val_loaders, accelerator, config)})
         for batch in loader:
             batch = _to_device(batch, accelerator.device)
             loss, parts = _batch_loss(model, batch, accelerator, config)
@@ -332,12 +346,13 @@ def train(run: Path, teacher_dir: Path, config: TrainConfig, progress: Callable[
                     progress(f"train: step {step}/{config.steps} loss {line['loss']:.3f} (ce {line['ce']:.3f} "
                              f"kl {line['kl']:.3f}) agree {line['agree']:.3f} lr {line['lr']:.2e} "
                              f"{line['s_per_step']:.2f} s/step ETA {eta:.1f} min")
-            if val_loader is not None and (step % config.eval_every == 0 or step == config.steps):
+            if val_loaders and (step % config.eval_every == 0 or step == config.steps):
                 if accelerator.is_main_process:
-                    result = {"step": step, **evaluate_cached(accelerator.unwrap_model(model), val_loader, accelerator,
+                    result = {"step": step, **evaluate_cached(accelerator.unwrap_model(model), val_loaders, accelerator,
                                                               config)}
                     _write(log_file, result)
-                    progress(f"train: step {step} held-out agreement {result['val_agree']:.3f} "
+                    kinds = "".join(f", {k} {result[f'val_{k}_agree']:.3f}" for k in val_loaders)
+                    progress(f"train: step {step} held-out agreement {result['val_agree']:.3f}{kinds} "
                              f"loss {result['val_loss']:.3f}")
             if step % config.save_every == 0 or step == stop:
                 elapsed += time.perf_counter() - tick
