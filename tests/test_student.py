@@ -32,7 +32,8 @@ def test_trained_student_beats_its_initialisation(arena):
     audio = load_audio(AUDIO / "jfk.wav")
     (trained,) = arena.transcribe(audio, Options(modes=("student",)))
     saved = arena.decoders["student"]
-    arena.decoders["student"] = DecoderModel(create_student(arena.models.teacher))
+    arena.decoders["student"] = DecoderModel(create_student(arena.models.teacher,
+                                                            arena.models.student.config.decoder_layers))
     try:
         (untrained,) = arena.transcribe(audio, Options(modes=("student",)))
     finally:

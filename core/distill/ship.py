@@ -30,7 +30,7 @@ from core.checkpoints import (DRAFT_VOCABULARY_FILE, MODEL_CARD, SHIPPED_FILE, S
                               sha256_file, shipped_available, shipped_fingerprint, write_manifest)
 from core.distill.draft_vocabulary import write_draft_vocabulary
 
-MAX_SHIPPED_MB = 25
+MAX_SHIPPED_MB = 30  # a 3-layer decoder of whisper-base is 25.2 MB in fp16 (2 layers: 16.8 MB)
 
 
 def _fingerprint(teacher) -> str:
