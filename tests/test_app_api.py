@@ -15,6 +15,7 @@ AUDIO = Path(__file__).resolve().parents[1] / "assets" / "audio"
 JFK = AUDIO / "jfk.wav"
 JFK_TEXT = "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 GOFORWARD = AUDIO / "goforward.wav"
+ILL_DISPOSED = AUDIO / "sense_and_sensibility_01_austen_64kb-0880.wav"  # the student says "ill-sposed"
 TIMING_FIELDS = ("latency_s", "encoder_s", "decode_s", "audio_s", "rtfx", "tokens_per_s")
 
 
@@ -82,7 +83,7 @@ def test_speculative_matches_teacher(jfk_default):
 
 def test_trace_and_word_differences_are_returned(client):
     """The speculative passes and the student's word differences (README "Web app and API")."""
-    payload, _ = client.predict(handle_file(GOFORWARD), reference="go forward ten meters", repeats=2,
+    payload, _ = client.predict(handle_file(ILL_DISPOSED), reference="he was not an ill disposed young man", repeats=2,
                                 api_name="/transcribe_file")
     results = by_mode(payload)
     trace = results["speculative"]["trace"]
@@ -91,8 +92,8 @@ def test_trace_and_word_differences_are_returned(client):
     assert all(len(p["draft_text"]) == len(p["draft"]) for p in trace)
     student = results["student"]
     ops = {op for op, _, _ in student["diff"]["vs_teacher"]}
-    assert ops - {"equal"} and student["wer_vs_teacher"] > 0  # the student says "10m"
-    assert [op for op, _, _ in results["teacher"]["diff"]["vs_reference"]] == ["equal"] * 4
+    assert ops - {"equal"} and student["wer_vs_teacher"] > 0  # the student says "ill-sposed"
+    assert [op for op, _, _ in results["teacher"]["diff"]["vs_reference"]] == ["equal"] * 8
     assert "vs_teacher" not in results["teacher"]["diff"]
     for result in results.values():
         assert len(result["latencies_s"]) == 2 and min(result["latencies_s"]) <= result["latency_s"] <= max(result["latencies_s"])

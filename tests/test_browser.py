@@ -1,6 +1,7 @@
 """The page in headless Chromium: upload, microphone (a fake device playing jfk.wav) and YouTube errors."""
 
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -115,26 +116,29 @@ def test_upload_fills_three_columns_and_the_charts(browser, app_url, artifacts):
     page.close()
 
 
-GOFORWARD = AUDIO / "goforward.wav"  # the student says "10m" where the teacher says "10 meters"
+GOFORWARD = AUDIO / "goforward.wav"
+ILL_DISPOSED = AUDIO / "sense_and_sensibility_01_austen_64kb-0880.wav"  # the student says "ill-sposed"
 
 
 def rgb(page: Page, selector: str) -> str:
     return page.locator(selector).first.evaluate("e => getComputedStyle(e).color")
 
 
-def test_the_arena_view_shows_why_each_mode_is_fast_or_wrong(browser, app_url, artifacts):
+def test_the_arena_view_shows_why_each_mode_is_fast_or_wrong(browser, app_url, artifacts, tmp_path):
     """The trace of teacher passes in its colours, the student's word differences, where the time goes, the
     spread of repeated runs, the detected language and the run's JSON export; at desktop and phone width."""
     page = open_page(browser, app_url)
     open_tab(page, "Upload")
-    page.locator("#upload-file input[type=file]").set_input_files(GOFORWARD)
-    expect(page.locator("#upload-file")).to_contain_text(re.compile(r"goforward\s*\.wav"))
-    page.locator("#reference textarea").fill("go forward ten meters")
+    clip = tmp_path / "austen.wav"  # a short name: the page shows it whole
+    shutil.copyfile(ILL_DISPOSED, clip)
+    page.locator("#upload-file input[type=file]").set_input_files(clip)
+    expect(page.locator("#upload-file")).to_contain_text(re.compile(r"austen\s*\.wav"))
+    page.locator("#reference textarea").fill("he was not an ill disposed young man")
     page.locator("#repeats input[type=number]").fill("2")
     page.locator("#repeats input[type=number]").press("Enter")
     page.click("#transcribe-upload")
     wait_for_run(page, "round 2/2")
-    expect(page.locator("#run-export")).to_contain_text(re.compile(r"goforward\.run\s*\.json"), timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#run-export")).to_contain_text(re.compile(r"austen\.run\s*\.json"), timeout=RUN_TIMEOUT_MS)
 
     trace = page.locator("#analysis-speculative")
     expect(trace).to_contain_text("teacher passes")

@@ -103,9 +103,16 @@ def test_sampling_is_reproducible_and_speculative_follows_the_teacher(arena):
     assert first.tokens != greedy.tokens or other.tokens != greedy.tokens  # it does sample
 
 
-def test_the_seek_loop_equals_generates_sequential_algorithm(arena, long_clip):
-    """Our sequential algorithm is transformers' (and openai's) seek loop, token for token, on 67 s of speech."""
-    from core.engine import EncoderCache, _ModeRun, _Request
+def test_the_seek_loop_equals_generates_sequential_algorithm(long_clip, monkeypatch):
+    """Our sequential algorithm is transformers' (and openai's) seek loop, token for token, on 67 s of speech.
+
+    With the fp32 encoder: on a CPU with native bf16 the two loops' encoder calls round differently (the same
+    features, other kernels) and a token can flip; what is compared here is the algorithm, not the rounding."""
+    from core.engine import Arena, EncoderCache, _ModeRun, _Request
+    from core.models import BF16_ENCODER_ENV
+
+    monkeypatch.setenv(BF16_ENCODER_ENV, "0")
+    arena = Arena.load("local", warmup=False)
     from core.transcribe import transcribe
     from core.vad import Region
     from core.windows import Window
