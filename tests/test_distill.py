@@ -273,10 +273,10 @@ def test_a_grown_student_keeps_its_trained_layers():
     grown = grow_student(student, teacher, 3)
     assert grown.config.distilled_from_layers == [0, 2, 5] and grown.config.decoder_layers == 3
     layers = grown.model.decoder.layers
-    sd = lambda m: m.state_dict()  # noqa: E731
     for mine, theirs in ((layers[0], student.model.decoder.layers[0]), (layers[2], student.model.decoder.layers[1]),
                          (layers[1], teacher.model.decoder.layers[2])):
-        assert all(torch.equal(sd(mine)[k], sd(theirs)[k]) for k in sd(mine))
+        ours, reference = mine.state_dict(), theirs.state_dict()
+        assert all(torch.equal(ours[k], reference[k]) for k in ours)
     assert torch.equal(grown.model.decoder.layer_norm.weight, student.model.decoder.layer_norm.weight)
     assert grown.model.decoder.embed_tokens.weight.data_ptr() == grown.proj_out.weight.data_ptr()
 

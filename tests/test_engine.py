@@ -106,16 +106,16 @@ def test_sampling_is_reproducible_and_speculative_follows_the_teacher(arena):
 def test_the_seek_loop_equals_generates_sequential_algorithm(long_clip, monkeypatch):
     """Our sequential algorithm is transformers' (and openai's) seek loop, token for token, on 67 s of speech.
 
-    With the fp32 encoder: on a CPU with native bf16 the two loops' encoder calls round differently (the same
-    features, other kernels) and a token can flip; what is compared here is the algorithm, not the rounding."""
+    On the fp32 encoder: with the bf16 encoder of a native-bf16 CPU one teacher token differed between the two
+    loops (identical in fp32); what is compared here is the algorithm, not bf16 rounding."""
     from core.engine import Arena, EncoderCache, _ModeRun, _Request
     from core.models import BF16_ENCODER_ENV
-
-    monkeypatch.setenv(BF16_ENCODER_ENV, "0")
-    arena = Arena.load("local", warmup=False)
     from core.transcribe import transcribe
     from core.vad import Region
     from core.windows import Window
+
+    monkeypatch.setenv(BF16_ENCODER_ENV, "0")
+    arena = Arena.load("local", warmup=False)
 
     audio, _ = long_clip
     window = Window((Region(0, len(audio), 0, 0),))  # no voiced spans: transformers' rule, not our early-stop one

@@ -114,10 +114,7 @@ def write_model_card(run: Path, path: Path) -> Path:
         "",
         "## Training",
         "",
-        *([f"- started from the student `{config['init']}`"
-           + (f", grown to {config['decoder_layers']} decoder layers" if meta.get("decoder_layers") and
-              str(config["decoder_layers"]) != str(_read(Path(config["init"]) / "config.json").get("decoder_layers"))
-              else "")] if config.get("init") else []),
+        *_init_lines(config),
         f"- {last.get('step', '?')} steps, batch {config.get('batch_size', '?')} x {config.get('processes', 1)} "
         f"process(es), AdamW lr {config.get('lr', '?')} (warm-up {config.get('warmup', '?')}, linear decay), "
         f"{(config.get('trainable_params') or 0) / 1e6:.2f}M trainable parameters",
@@ -174,6 +171,15 @@ def write_model_card(run: Path, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return path
+
+
+def _init_lines(config: dict) -> list[str]:
+    """Where training started when it did not start from the teacher's layers (train --init)."""
+    if not config.get("init"):
+        return []
+    had = _read(Path(config["init"]) / "config.json").get("decoder_layers")
+    grown = f", grown from {had} to {config['decoder_layers']} decoder layers" if had != config["decoder_layers"] else ""
+    return [f"- started from the student `{config['init']}`{grown}"]
 
 
 def _hours_arg(data: dict) -> str:
