@@ -352,7 +352,7 @@ def test_real_speech_without_transcripts_is_windowed_labelled_and_filtered(tmp_p
     for name in ("jfk.wav", "goforward.wav"):
         sf.write(pack / name, load_audio(AUDIO / name), 16000)
     sf.write(pack / "hiss.wav", (0.01 * np.random.default_rng(0).standard_normal(48000)).astype("float32"), 16000)
-    (tmp_path / "cache" / "root" / ".unpacked").write_text("stand-in")
+    (tmp_path / "cache" / "root" / ".unpacked").write_text("\n".join(real.PACKAGES))  # as if all were fetched
     run = tmp_path / "run"
     added = real.build(run / "data", tmp_path / "cache", progress=lambda _: None)
     rows = read_manifest(run / "data" / "manifest.jsonl")
