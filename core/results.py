@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from core.modes import MODES  # noqa: F401 - re-exported: the modes a result can be of
-
 
 @dataclass(frozen=True)
 class Segment:

@@ -8,8 +8,8 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from core.results import MODES
-from core.subtitles import parse_srt, parse_vtt
+from core.modes import MODES
+from tests.subtitle_parsing import parse_srt, parse_vtt
 
 AUDIO = Path(__file__).resolve().parents[1] / "assets" / "audio"
 JFK = AUDIO / "jfk.wav"

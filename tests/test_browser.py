@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from core.results import MODES
+from core.modes import MODES
 
 pytestmark = pytest.mark.browser
 

@@ -11,13 +11,12 @@ import pytest
 from core.metrics import EMPTY_REFERENCE_WER, corpus_wer, normalize, wer
 from core.subtitles import (
     format_timestamp,
-    parse_srt,
-    parse_vtt,
     to_json,
     to_srt,
     to_vtt,
     write_subtitles,
 )
+from tests.subtitle_parsing import parse_srt, parse_vtt
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from core.results import MODES
+from core.modes import MODES
 from tests.conftest import APP_MAX_UPLOAD_MB, serve_app
 from tests.media import ASSETS, decompression_bomb, ff, noise_clips
 
