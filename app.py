@@ -8,7 +8,7 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 
-from ui import handlers  # noqa: E402 - first of the project imports: spaces must precede torch
+from ui import models  # noqa: E402 - first of the project imports: spaces must precede torch
 from ui.gpu import ZERO_GPU  # noqa: E402
 from ui.layout import AUDIO_DIR, CSS, QUEUE_SIZE, THEME, build_demo  # noqa: E402
 
@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     quiet_libraries()
     arena, load_error = load_arena(args.preset)
-    handlers.attach(arena, load_error)
+    models.attach(arena, load_error)
     if arena is not None and not ZERO_GPU:  # on ZeroGPU a GPU exists only inside a request: the first one warms up
-        handlers.warm_up()
+        models.warm_up()
     demo = build_demo(arena.info if arena else None, load_error)
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     demo.launch(

@@ -5,6 +5,7 @@ from dataclasses import replace
 from core.engine import Options
 from core.results import DraftPass, ModelInfo, ModeResult, Timing, WindowReport
 from ui import render
+from ui.run import Run
 
 INFO = ModelInfo("local", "whisper-base", "distil-whisper-base", 72.6, 55.8, 8.4, 6, 2, "CPU", "float32", "sdpa",
                  True, True, True)
@@ -17,8 +18,8 @@ def result(mode: str, text: str, **fields) -> ModeResult:
                       detected_language="en", **fields)
 
 
-def run_of(*results, reference="") -> render.Run:
-    run = render.Run("clip.wav", "upload", INFO, 3.0, Options(), reference)
+def run_of(*results, reference="") -> Run:
+    run = Run("clip.wav", "upload", INFO, 3.0, Options(), reference)
     for r in results:
         run.add(r)
     return run
@@ -53,13 +54,13 @@ def test_the_language_guard_warns_when_the_student_cannot_follow():
     assert "detected **de**" in render.run_status(run) and "distilled on English only" in render.run_status(run)
     assert "⚠️" not in render.run_status(run_of(result("student", "Good morning")))
     english_only = replace(result("teacher", "hello"), language=None, detected_language=None)
-    run = render.Run("c", "upload", replace(INFO, multilingual=False), 3.0, Options(language=None))
+    run = Run("c", "upload", replace(INFO, multilingual=False), 3.0, Options(language=None))
     run.add(english_only)
     assert "English-only" in render.run_status(run) and "auto-detect does not apply" in render.run_status(run)
 
 
 def test_repeated_runs_show_the_median_and_the_spread():
-    run = render.Run("clip.wav", "upload", INFO, 3.0, Options(modes=("teacher",)), repeats=3)
+    run = Run("clip.wav", "upload", INFO, 3.0, Options(modes=("teacher",)), repeats=3)
     for seconds in (1.0, 3.0, 2.0):
         run.add(replace(result("teacher", "x"), timing=Timing(verify_s=seconds)))
     assert run.finished and run.latency("teacher") == 2.0 and run.results["teacher"].latency_s == 2.0

@@ -4,8 +4,12 @@ Every function that runs a model is decorated with `gpu(duration)`: the page's a
 warm-up, and each update of a live session (which decodes on a thread of its own, outside any handler).
 ZeroGPU lends a GPU slice for the duration asked, and a short one is served first, so the duration is sized
 from the audio: `duration` is seconds, or a function of the decorated function's arguments (ZeroGPU calls it
-with them). Imported before anything that imports torch: ZeroGPU must patch CUDA first.
+with them; `gpu_sized` hands them over by name). Imported before anything that imports torch: ZeroGPU must
+patch CUDA first.
 """
+
+import inspect
+from collections.abc import Callable
 
 try:
     import spaces
@@ -15,7 +19,7 @@ except ImportError:
 ZERO_GPU = bool(spaces is not None and getattr(getattr(spaces, "config", None), "Config", None)
                 and getattr(spaces.config.Config, "zero_gpu", False))
 GPU_BASE_S = 15  # features, VAD, caches: per request
-GPU_S_PER_AUDIO_S = 0.03  # per mode and second of audio: large-v3 decodes ~30x faster than real time on a slice
+GPU_S_PER_AUDIO_S = 0.03  # per mode and second of audio
 GPU_MAX_S = 300
 LIVE_UPDATE_S = 10  # one live update decodes at most 30 s of audio
 
@@ -24,6 +28,14 @@ def gpu(duration):
     if spaces is None:
         return lambda fn: fn
     return spaces.GPU(duration=duration)
+
+
+def gpu_sized(seconds: Callable[[dict], int]):
+    """`gpu` asking for `seconds(arguments)`: the call's arguments by parameter name."""
+    def wrap(fn):
+        signature = inspect.signature(fn)
+        return gpu(duration=lambda *args, **kwargs: seconds(signature.bind(*args, **kwargs).arguments))(fn)
+    return wrap
 
 
 def seconds_for(audio_s: float | None, modes: int, repeats: int = 1) -> int:

@@ -1,9 +1,11 @@
-"""The page, declared top to bottom in one function; what each event does lives in ui.handlers."""
+"""The page, declared top to bottom in `build_demo`, its events wired at the end: the input tabs
+(microphone, live, upload, YouTube) beside the settings; then per mode a column (`mode_column`), the
+charts, the session history and the raw JSON; the API-only endpoints last. What each event does lives in
+ui.handlers; how its snapshots update the outputs, in ui.view."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -11,6 +13,9 @@ import gradio as gr
 from core.modes import MODES, TRAITS
 from core.results import ModelInfo
 from ui import handlers, render
+from ui.models import max_seconds_on
+from ui.request import MAX_REPEATS
+from ui.view import ModeColumn, PageView
 
 AUDIO_DIR = Path(__file__).resolve().parents[1] / "assets" / "audio"
 ATTRIBUTION_FILE = AUDIO_DIR / "ATTRIBUTION.txt"
@@ -29,21 +34,6 @@ CSS = """
 .trace .tok { white-space: pre-wrap; border-radius: 3px; }
 .diff { line-height: 1.7; overflow-wrap: anywhere; margin-bottom: 0.6em; }
 """
-
-
-@dataclass
-class ModeColumn:
-    """One mode's results; `outputs` is the order ui.handlers yields them in."""
-
-    transcript: gr.Textbox
-    metrics: gr.Markdown
-    analysis: gr.HTML  # speculative: the trace of teacher passes; the others: word differences
-    segments: gr.Dataframe
-    subtitles: gr.File
-
-    @property
-    def outputs(self) -> list:
-        return [self.transcript, self.metrics, self.analysis, self.segments, self.subtitles]
 
 
 def example_clips() -> tuple[list[list[str]], list[str]]:
@@ -87,7 +77,7 @@ def mode_column(mode: str, info: ModelInfo | None) -> ModeColumn:
 def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Blocks:
     """The whole page. Without `info` (models failed to load) it shows the error instead of the controls."""
     ready = info is not None
-    cap_minutes = handlers.max_seconds_on(info.device if ready else "CPU") // 60
+    cap_minutes = max_seconds_on(info.device if ready else "CPU") // 60
     examples, example_labels = example_clips()
 
     with gr.Blocks(title="Distil-Whisper Arena", delete_cache=CACHE_CLEANUP) as demo:
@@ -158,14 +148,14 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
                         [("English", "en"), ("Auto-detect", "auto")], value="en", label="Language", elem_id="language"
                     )
                     repeats = gr.Slider(
-                        1, handlers.MAX_REPEATS, value=1, step=1, label="Repeat runs (interleaved): median and spread",
+                        1, MAX_REPEATS, value=1, step=1, label="Repeat runs (interleaved): median and spread",
                         elem_id="repeats",
                     )
                     reference.render()
 
             run_status = gr.Markdown(elem_id="run-status")
             with gr.Row(equal_height=False):
-                columns = [mode_column(mode, info) for mode in MODES]
+                columns = {mode: mode_column(mode, info) for mode in MODES}
             with gr.Row():
                 run_chart = gr.BarPlot(
                     x="mode", y="latency s", color="mode", color_map=_chart_colors(),
@@ -201,12 +191,16 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
         )
 
         # ---- events ----
+        view = PageView(
+            columns=columns, run_status=run_status, run_chart=run_chart, timing_chart=timing_chart,
+            spread_chart=spread_chart, raw_json=raw_json, run_export=run_export, history_table=history_table,
+            history_chart=history_chart, history=history, live_text=live_text, live_session=live_session,
+        )
         options = [modes, timestamps, long_form, language, reference, repeats]
-        page_outputs = [*(c for column in columns for c in column.outputs), run_status, run_chart, timing_chart,
-                        spread_chart, raw_json, run_export, history_table, history_chart, history]
-        page_event = dict(outputs=page_outputs, concurrency_id=MODELS, api_visibility="private", show_progress_on=[run_status])
-        upload_button.click(handlers.transcribe_upload, [upload, *options, history], **page_event)
-        mic_button.click(handlers.transcribe_microphone, [recording, *options, history], **page_event)
+        page_event = dict(outputs=view.outputs, concurrency_id=MODELS, api_visibility="private",
+                          show_progress_on=[run_status])
+        upload_button.click(view.shows(handlers.transcribe_upload), [upload, *options, history], **page_event)
+        mic_button.click(view.shows(handlers.transcribe_microphone), [recording, *options, history], **page_event)
         live_audio.start_recording(lambda: None, outputs=live_session, api_visibility="private")
         live_audio.stream(
             handlers.live_chunk, [live_audio, live_session, live_mode], [live_text, live_session],
@@ -214,14 +208,13 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
             concurrency_limit=None,  # instant: it only queues the chunk (decoding runs on the session's thread)
         )
         live_audio.stop_recording(
-            handlers.live_stop, [live_session, live_compare, *options, history],
-            [live_text, live_session, *page_outputs], concurrency_id=MODELS, api_visibility="private",
-            show_progress_on=[run_status],
+            view.shows(handlers.live_stop), [live_session, live_compare, *options, history], view.live_outputs,
+            concurrency_id=MODELS, api_visibility="private", show_progress_on=[run_status],
         )
         gr.on(
             [youtube_button.click, youtube_url.submit], handlers.show_youtube_embed, youtube_url, youtube_embed,
             concurrency_limit=None, show_progress="hidden", api_visibility="private",  # instant, even behind a running job
-        ).success(handlers.transcribe_youtube_video, [youtube_url, *options, history], **page_event)
+        ).success(view.shows(handlers.transcribe_youtube_video), [youtube_url, *options, history], **page_event)
 
         # API-only endpoints: no trigger in the page; only the first input has no default.
         api_outputs = [raw_json, api_subtitles]

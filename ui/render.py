@@ -1,11 +1,11 @@
-"""Pure helpers that turn results into what the page shows: markdown, HTML, tables, chart data, JSON."""
+"""Pure helpers that turn a run (ui.run) into what the page shows: markdown, HTML, tables, chart data, JSON.
+
+Header, one run (status, metrics, trace, word differences, chart data, the API payload), the session
+history, the live text; nothing here keeps state."""
 
 from __future__ import annotations
 
 import html
-import statistics
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
@@ -13,6 +13,7 @@ from core.metrics import wer, word_diff
 from core.modes import MODES, TRAITS
 from core.report import report, run_entry
 from core.results import ModelInfo, ModeResult
+from ui.run import Run
 
 IDENTICAL_BADGES = {True: "identical to teacher ✔", False: "differs ✘", None: "not compared"}
 HISTORY_COLUMNS = ["run", "clip", "preset", "audio s", "mode", "latency s", "RTFx", "WER"]
@@ -34,58 +35,6 @@ LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanis
                   "uk": "Ukrainian", "yue": "Cantonese"}
 
 INTRO = "  \n".join(f"**{m.title}**: {m.summary}." for m in TRAITS.values())
-
-
-@dataclass
-class Run:
-    """One transcription request as it fills in: each mode's result (the run of median latency when the
-    modes are repeated), every latency measured, and the subtitle files."""
-
-    clip: str
-    source: str  # upload | microphone | youtube
-    info: ModelInfo
-    audio_s: float
-    options: object  # core.engine.Options
-    reference: str = ""
-    repeats: int = 1
-    results: dict[str, ModeResult] = field(default_factory=dict)
-    latencies: dict[str, list[float]] = field(default_factory=dict)
-    subtitles: dict[str, list[Path]] = field(default_factory=dict)
-
-    @property
-    def modes(self) -> tuple[str, ...]:
-        return self.options.modes
-
-    def add(self, result: ModeResult) -> None:
-        """Record one mode's result; the shown one is the run of median latency."""
-        runs = self.latencies.setdefault(result.mode, [])
-        runs.append(result.latency_s)
-        shown = self.results.get(result.mode)
-        if shown is None or abs(result.latency_s - statistics.median(runs)) < abs(shown.latency_s - statistics.median(runs)):
-            self.results[result.mode] = result
-
-    def wer(self, mode: str) -> float | None:
-        if not self.reference.strip() or mode not in self.results:
-            return None
-        return wer(self.reference, self.results[mode].text)
-
-    def wer_vs_teacher(self, mode: str) -> float | None:
-        """Fidelity: how far a mode's words are from the teacher's (the student's distillation target)."""
-        if mode == "teacher" or "teacher" not in self.results or mode not in self.results:
-            return None
-        return wer(self.results["teacher"].text, self.results[mode].text)
-
-    def latency(self, mode: str) -> float:
-        return statistics.median(self.latencies[mode])
-
-    def speedup_vs_teacher(self, mode: str) -> float | None:
-        if "teacher" not in self.latencies or mode not in self.latencies or self.latency(mode) <= 0:
-            return None
-        return self.latency("teacher") / self.latency(mode)
-
-    @property
-    def finished(self) -> bool:
-        return set(self.results) == set(self.modes) and all(len(self.latencies[m]) >= self.repeats for m in self.modes)
 
 
 # ---- header ---------------------------------------------------------------------------------
