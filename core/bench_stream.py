@@ -5,10 +5,10 @@
 A feeder thread hands the clip to a LiveSession as the browser does (48 kHz int16 chunks, each at the
 moment its last sample was spoken); the session's own thread appends whatever has arrived and
 updates, as fast as it can, exactly as in the app. It never sees audio before it "arrives". Reported
-per mode: commit latency (arrival of
-the chunk that completed a committed piece -> its commit; median and p95), the delay from the end of
-speech to the final text, the largest buffer, the median RTFx of the updates, whether the processor
-fell behind, and the WER of the live text against the same mode's offline transcript.
+per mode: commit latency (arrival of the chunk that completed a committed piece -> its commit; median
+and p95), the delay from the end of speech to the final text, the largest buffer, the median RTFx of
+the updates, whether the processor fell behind, and the WER of the live text against the same mode's
+offline transcript.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def simulate(arena, mode: str, pcm: np.ndarray, rate: int, chunk_s: float, **kwa
     """Stream `pcm` in real time into a LiveSession; return its numbers."""
     from core.engine import Options
     from core.metrics import wer
-    from core.streaming import LiveSession, LiveTranscriber, percentile
+    from core.streaming import LiveSession, LiveTranscriber
 
     session = LiveSession(LiveTranscriber(arena, mode, **kwargs))
     step = int(chunk_s * rate)
@@ -72,7 +72,7 @@ def simulate(arena, mode: str, pcm: np.ndarray, rate: int, chunk_s: float, **kwa
         "decodes": state.decodes,
         "commits": len(state.commit_latencies),
         "latency_median_s": _round(state.latency_median_s),
-        "latency_p95_s": _round(percentile(state.commit_latencies, 95)),
+        "latency_p95_s": _round(state.latency_p95_s),
         "final_delay_s": round(final_delay, 3),
         "max_buffer_s": round(state.max_buffer_s, 2),
         "update_rtfx_median": _round(statistics.median(rtfx) if rtfx else None),
@@ -88,16 +88,19 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
 
+def _cell(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def _table(rows: list[dict]) -> str:
     header = (f"{'mode':<12} {'audio s':>7} {'decodes':>7} {'lat p50':>7} {'lat p95':>7} {'final':>6} "
               f"{'max buf':>7} {'RTFx':>5} {'behind':>6} {'WER':>5}")
     lines = [header]
     for r in rows:
-        fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
         lines.append(
-            f"{r['mode']:<12} {r['audio_s']:>7.1f} {r['decodes']:>7} {fmt(r['latency_median_s']):>7} "
-            f"{fmt(r['latency_p95_s']):>7} {r['final_delay_s']:>6.2f} {r['max_buffer_s']:>7.1f} "
-            f"{fmt(r['update_rtfx_median']):>5} {'yes' if r['falling_behind'] else 'no':>6} {r['wer_vs_offline']:>5.1%}"
+            f"{r['mode']:<12} {r['audio_s']:>7.1f} {r['decodes']:>7} {_cell(r['latency_median_s']):>7} "
+            f"{_cell(r['latency_p95_s']):>7} {r['final_delay_s']:>6.2f} {r['max_buffer_s']:>7.1f} "
+            f"{_cell(r['update_rtfx_median']):>5} {'yes' if r['falling_behind'] else 'no':>6} {r['wer_vs_offline']:>5.1%}"
         )
     return "\n".join(lines)
 

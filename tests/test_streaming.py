@@ -19,8 +19,9 @@ from core.audio import FFMPEG, SAMPLE_RATE, load_audio
 from core.engine import Options
 from core.errors import ArenaError, AudioTooLongError
 from core.metrics import wer
-from core.streaming import (BUFFER_CAP_S, LiveSession, LiveTranscriber, StreamTooLongError, _covered, _through,
-                            percentile)
+from core.live.agreement import covered, through
+from core.live.buffer import BUFFER_CAP_S
+from core.streaming import LiveSession, LiveTranscriber, StreamTooLongError, percentile
 
 BROWSER_RATE = 48000
 
@@ -39,7 +40,7 @@ def stream(transcriber: LiveTranscriber, pcm: np.ndarray, chunk_s: float, rate: 
     step = int(chunk_s * rate)
     for start in range(0, len(pcm), step):
         committed.append(transcriber.update(pcm[start : start + step], rate).committed_text)
-    final = transcriber.finish()
+    final = transcriber.finish().committed_text
     return final, committed + [final]
 
 
@@ -88,7 +89,7 @@ def test_long_speech_stays_within_the_buffer_cap(arena):
 
     assert wer(offline.text, final) <= 0.10, (offline.text, final)
     assert_never_revised(committed)
-    assert live.state.max_buffer_s <= live.buffer_cap_s
+    assert live.state.max_buffer_s <= live.buffer.cap_s
 
 
 def test_student_streamed_matches_offline_student(arena):
@@ -101,7 +102,7 @@ def test_student_streamed_matches_offline_student(arena):
 
     assert wer(offline.text, final) <= 0.10, (offline.text, final)
     assert_never_revised(committed)
-    assert live.state.max_buffer_s <= live.trim_s + 2.0  # trimmed (or flushed at a phrase pause), never near the cap
+    assert live.state.max_buffer_s <= live.buffer.trim_s + 2.0  # trimmed (or flushed at a phrase pause), never near the cap
 
 
 def test_silence_commits_nothing_and_never_reaches_the_model(arena):
@@ -187,7 +188,7 @@ def tone_stream(audio, chunk_s=0.5, cost=lambda s: 0.05 + 0.01 * s, flicker=Fals
     for start in range(0, len(audio), step):
         clock.t = max(clock.t, (start + step) / SAMPLE_RATE)
         committed.append(live.update(audio[start : start + step], SAMPLE_RATE).committed_text)
-    committed.append(live.finish())
+    committed.append(live.finish().committed_text)
     return live, committed
 
 
@@ -196,7 +197,7 @@ def test_continuous_speech_is_trimmed_and_committed_exactly():
     assert committed[-1] == words(150)
     assert_never_revised(committed)
     state = live.state
-    assert state.max_buffer_s <= live.trim_s + 2.0  # trimmed, never near the cap
+    assert state.max_buffer_s <= live.buffer.trim_s + 2.0  # trimmed, never near the cap
     assert not state.falling_behind and state.message == ""
     assert max(state.commit_latencies) < 1.5  # two 0.5 s updates plus compute
 
@@ -207,13 +208,13 @@ def test_pauses_end_utterances(chunk_s):
     assert committed[-1] == words(40)
     assert_never_revised(committed)
     # each utterance is flushed at its pause, seen at the next update (per chunk, at most every 0.5 s)
-    assert live.state.max_buffer_s < 3.5 + max(chunk_s, live.min_decode_every_s)
+    assert live.state.max_buffer_s < 3.5 + max(chunk_s, live.pace.min_every_s)
 
 
 def test_buffer_never_exceeds_its_cap_even_when_nothing_agrees():
     live, committed = tone_stream(tone_speech(150), flicker=True)
     assert_never_revised(committed)
-    assert live.state.max_buffer_s <= live.buffer_cap_s
+    assert live.state.max_buffer_s <= live.buffer.cap_s
     assert len(committed[-1].split()) >= 140  # forced cuts commit what they drop
 
 
@@ -221,7 +222,7 @@ def test_slow_device_is_flagged_and_decodes_less_often():
     live, committed = tone_stream(tone_speech(60), cost=lambda s: 1.0 + 0.05 * s)
     state = live.state
     assert state.falling_behind and "updates every" in state.message
-    assert state.decode_every_s > live.min_decode_every_s
+    assert state.decode_every_s > live.pace.min_every_s
     assert committed[-1] == words(60)
     assert state.decodes < len(committed) / 2  # decodes skipped instead of queueing
 
@@ -271,7 +272,7 @@ def test_queued_chunks_are_appended_first_so_the_lag_stays_bounded():
     end_of_speech = len(audio) / SAMPLE_RATE
     assert committed[-1] == words(150)
     assert live.state.decodes < 0.6 * len(committed)  # about every other chunk (trims add a few)
-    assert live._returned_at - end_of_speech < 1.0 + 0.5 + 0.1  # one update + one chunk, not a growing queue
+    assert live.pace.returned_at - end_of_speech < 1.0 + 0.5 + 0.1  # one update + one chunk, not a growing queue
 
 
 def test_lost_audio_does_not_stall_the_updates():
@@ -328,7 +329,7 @@ def test_session_cap_keeps_the_audio_heard_and_says_so():
     assert len(live.recording()) == 5 * SAMPLE_RATE
     with pytest.raises(StreamTooLongError):
         live.update(audio[:100], SAMPLE_RATE)
-    assert live.finish().startswith("word0 word1")
+    assert live.finish().committed_text.startswith("word0 word1")
     with pytest.raises(ArenaError):
         live.update(audio[:100], SAMPLE_RATE)
 
@@ -340,19 +341,19 @@ def test_unknown_mode_is_refused():
 
 def test_alignment_and_percentile():
     committed = "and so my fellow americans ask".split()
-    assert _covered(committed, "and so my fellow americans ask not what".split()) == 6
-    assert _covered(committed, "and so my fellow american ask not".split()) == 6  # one word revised
-    assert _covered(committed, "and so my fellow".split()) == 4  # the model dropped words this time
-    assert _covered([], "ask not".split()) == 0
+    assert covered(committed, "and so my fellow americans ask not what".split()) == 6
+    assert covered(committed, "and so my fellow american ask not".split()) == 6  # one word revised
+    assert covered(committed, "and so my fellow".split()) == 4  # the model dropped words this time
+    assert covered([], "ask not".split()) == 0
     # a phrase repeated later is not where the committed words end
-    assert _covered("can do for you".split(), "can do for you ask what you can do for".split()) == 4
+    assert covered("can do for you".split(), "can do for you ask what you can do for".split()) == 4
     assert percentile([], 95) is None and percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile(range(100), 95) == 94
 
 
 def test_a_trim_trusts_only_a_decode_that_ends_on_committed_words():
     committed = "the purpose of this test is to give you an audible sense".split()
-    assert _through(committed, "the purpose of this test".split()) == 5
-    assert _through(committed, "the purpose of these test".split()) == 5  # one word heard otherwise
-    assert _through(committed, "the purpose of this test you are country you are country".split()) is None  # a loop
-    assert _through(committed, "the purpose of this test is".split()) == 6
-    assert _through([], "the purpose".split()) is None
+    assert through(committed, "the purpose of this test".split()) == 5
+    assert through(committed, "the purpose of these test".split()) == 5  # one word heard otherwise
+    assert through(committed, "the purpose of this test you are country you are country".split()) is None  # a loop
+    assert through(committed, "the purpose of this test is".split()) == 6
+    assert through([], "the purpose".split()) is None
