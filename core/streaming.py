@@ -187,7 +187,8 @@ class LiveTranscriber:
             opened = self.gate.open(audio)
             if opened is None:
                 return
-            self.buffer.offset, audio = position + len(audio) - len(opened), opened  # from the pre-roll's start
+            self.buffer.offset = position + len(audio) - len(opened)  # where the pre-roll starts
+            audio = opened
         elif self.buffer.overflows(len(audio)):
             self._trim(force=True)
         self.buffer.append(audio)
