@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000  # what Whisper's feature extractor expects
 DEFAULT_MAX_SECONDS = 3600  # one hour: beyond that CPU transcription takes too long to be useful
 PROBE_TIMEOUT_S = 15.0  # ffprobe reads headers only; anything slower is a hostile/broken file
-DECODE_TIMEOUT_S = float(os.environ.get("ARENA_DECODE_TIMEOUT_S", 120))  # an hour of mp3 decodes in ~10-30 s on 2 cores
+DECODE_TIMEOUT_S = float(os.environ.get("ARENA_DECODE_TIMEOUT_S", 120))  # probe + decode together
 CAP_SLACK_S = 0.5  # codecs pad a few ms; "exactly 60 min" must not be rejected for 60:00.05
 FFMPEG = os.environ.get("ARENA_FFMPEG", "ffmpeg")
 FFPROBE = os.environ.get("ARENA_FFPROBE", "ffprobe")
@@ -146,7 +146,17 @@ def load_audio(
         raise AudioTooLongError(_too_long_message(info.duration_s, max_seconds))
 
     p = Path(path)
-    cmd = (
+    remaining = max(deadline - time.monotonic(), 0.001)
+    proc = _run(_decode_command(p, max_seconds), remaining, what="decoding", input_bytes=None, limit_s=timeout_s)
+    audio = _decoded_samples(proc, p)
+    if audio.size > (max_seconds + CAP_SLACK_S) * SAMPLE_RATE:
+        raise AudioTooLongError(_too_long_message(None, max_seconds))
+    return audio
+
+
+def _decode_command(p: Path, max_seconds: float) -> list[str]:
+    """ffmpeg: the first audio track as 16 kHz mono float32 on stdout, at most `max_seconds` + 1 s of it."""
+    return (
         ffmpeg.input(_ffmpeg_url(p), protocol_whitelist=_PROTOCOL_WHITELIST)
         .output(
             "pipe:", map="0:a:0", format="f32le", acodec="pcm_f32le",
@@ -159,8 +169,11 @@ def load_audio(
         .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
         .compile(cmd=FFMPEG)
     )
-    remaining = max(deadline - time.monotonic(), 0.001)
-    proc = _run(cmd, remaining, what="decoding", input_bytes=None, limit_s=timeout_s)
+
+
+def _decoded_samples(proc: subprocess.CompletedProcess, p: Path) -> np.ndarray:
+    """The samples ffmpeg wrote. A failed decode that still wrote some is kept (a damaged tail loses only
+    the tail); one that wrote nothing is refused."""
     out = proc.stdout
     if proc.returncode != 0:
         _log_stderr(f"ffmpeg exited with {proc.returncode}", p, proc.stderr)
@@ -176,8 +189,6 @@ def load_audio(
     audio = np.frombuffer(out, dtype="<f4", count=usable // 4).astype(np.float32, copy=True)
     if audio.size == 0:
         raise EmptyAudioError("No sound could be decoded from this file (it is empty or damaged).")
-    if audio.size > (max_seconds + CAP_SLACK_S) * SAMPLE_RATE:
-        raise AudioTooLongError(_too_long_message(None, max_seconds))
     return audio
 
 

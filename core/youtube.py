@@ -23,7 +23,7 @@ import subprocess
 import wave
 from dataclasses import dataclass
 from typing import Iterable, Optional
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 import yt_dlp
 from yt_dlp.cookies import CookieLoadError
@@ -144,6 +144,22 @@ def _host_is_allowed(host: Optional[str], allowed_hosts: Iterable[str]) -> bool:
 
 def parse_youtube_url(url: str, allowed_hosts: Iterable[str] = DEFAULT_HOSTS) -> YouTubeLink:
     """Validate a pasted link and extract one video id; everything else is refused, never guessed."""
+    parts, host = _split_allowed(_cleaned(url), allowed_hosts)
+    query = parse_qs(parts.query)
+    start_s = _start_seconds(query, parse_qs(parts.fragment))
+    segments = [s for s in parts.path.split("/") if s]
+    video_id, kind = _video_id(host, segments, query)
+    if video_id is None:
+        if "list" in query or segments[:1] == ["playlist"]:
+            raise PlaylistError("Playlists are not supported; paste a link to one video.")
+        raise LinkError("This link is not a link to one YouTube video (channel, search and home pages are not supported).")
+    if not VIDEO_ID_RE.match(video_id):
+        raise LinkError("This link does not contain a valid YouTube video id.")
+    return YouTubeLink(video_id=video_id, start_s=start_s, kind=kind)
+
+
+def _cleaned(url: str) -> str:
+    """The pasted text as a URL with a scheme, or LinkError for what cannot be a link at all."""
     if not isinstance(url, str) or not url.strip():
         raise LinkError("Paste a YouTube link first.")
     url = url.strip()
@@ -154,7 +170,11 @@ def parse_youtube_url(url: str, allowed_hosts: Iterable[str] = DEFAULT_HOSTS) ->
         raise LinkError("This doesn't look like a valid link (it contains spaces or control characters).")
     if "://" not in url and re.match(r"^[A-Za-z0-9.-]+(?::\d+)?(?:[/?#]|$)", url):
         url = "https://" + url  # people paste "youtu.be/ID" without a scheme
+    return url
 
+
+def _split_allowed(url: str, allowed_hosts: Iterable[str]) -> tuple[SplitResult, str]:
+    """The URL's parts and its host, once scheme, credentials, port and host are all YouTube's."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -169,37 +189,31 @@ def parse_youtube_url(url: str, allowed_hosts: Iterable[str] = DEFAULT_HOSTS) ->
     host = (parts.hostname or "").lower().rstrip(".")
     if not _host_is_allowed(host, allowed_hosts):
         raise NotYouTubeError("Only YouTube links are accepted (youtube.com or youtu.be).")
+    return parts, host
 
-    query = parse_qs(parts.query)
-    fragment = parse_qs(parts.fragment)
-    start_s = 0
+
+def _start_seconds(query: dict, fragment: dict) -> int:
+    """The first t= or start= in the query, else in the fragment (0: from the start)."""
     for source in (query, fragment):
         for key in ("t", "start"):
             if source.get(key):
                 start_s = parse_timestamp(source[key][0])
+                if start_s:
+                    return start_s
                 break
-        if start_s:
-            break
+    return 0
 
-    segments = [s for s in parts.path.split("/") if s]
-    video_id, kind = None, "watch"
+
+def _video_id(host: str, segments: list[str], query: dict) -> tuple[str | None, str]:
+    """The video id the path (or ?v=) names, and the link's kind; None when it names no single video."""
     if host == "youtu.be":
-        if len(segments) == 1:
-            video_id, kind = segments[0], "youtu.be"
-    elif segments == ["watch"]:
-        video_id = (query.get("v") or [None])[0]
-    elif len(segments) == 2 and segments[0] in PATH_ID_PREFIXES:
-        video_id, kind = segments[1], PATH_ID_PREFIXES[segments[0]]
-        if video_id == "videoseries":
-            video_id = None
-
-    if video_id is None:
-        if "list" in query or segments[:1] == ["playlist"]:
-            raise PlaylistError("Playlists are not supported; paste a link to one video.")
-        raise LinkError("This link is not a link to one YouTube video (channel, search and home pages are not supported).")
-    if not VIDEO_ID_RE.match(video_id):
-        raise LinkError("This link does not contain a valid YouTube video id.")
-    return YouTubeLink(video_id=video_id, start_s=start_s, kind=kind)
+        return (segments[0], "youtu.be") if len(segments) == 1 else (None, "watch")
+    if segments == ["watch"]:
+        return (query.get("v") or [None])[0], "watch"
+    if len(segments) == 2 and segments[0] in PATH_ID_PREFIXES:
+        video_id = segments[1]
+        return (None if video_id == "videoseries" else video_id), PATH_ID_PREFIXES[segments[0]]
+    return None, "watch"
 
 
 class _YdlLogger:
