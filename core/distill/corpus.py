@@ -307,7 +307,7 @@ SOURCE_WEIGHTS = {"austen": 0.6, "wordnet": 0.15, "fortunes": 0.25, "builtin": 1
 
 @dataclass
 class Corpus:
-    """Per source, a flat list of clean sentences (passages kept contiguous) and passage starts."""
+    """Per source, a flat list of clean sentences, passages kept contiguous: a window reads on from any sentence."""
 
     sentences: dict[str, list[str]]
     dropped_blocked: int = 0

@@ -7,7 +7,7 @@ the manifest are skipped) and can be regenerated bit for bit (piper, espeak-ng, 
 are deterministic; the codecs are too).
 
 Layout under <run>/data/: audio/wNNNNNN.flac (16 kHz), manifest.jsonl (one window per line: id,
-file, text, voice, rate, pitch, source, augment, duration_s, split) and info.json (engines, voices,
+file, text, voice, engine, rate, pitch, source, augment, duration_s, split) and info.json (engines, voices,
 text sources and counts).
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from core.audio import SAMPLE_RATE
-from core.distill.augment import augment
+from core.distill.augment import DITHER, augment
 from core.distill.corpus import SOURCE_WEIGHTS, SOURCES, Corpus
 from core.distill.voices import ENGINE_WEIGHTS, ENGINES, Voice, list_voices, synthesize
 
@@ -74,9 +74,46 @@ def _weighted(rng: np.random.Generator, weights: dict[str, float], names) -> str
     return names[int(rng.choice(len(names), p=p))]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a window reads and how, drawn from its generator before any audio is made."""
+
+    target_s: float
+    voice: Voice
+    rate: float
+    pitch: float
+    source: str
+    position: int  # the first sentence read, in corpus.sentences[source]
+
+
 def make_window(index: int, config: DataConfig, voices: list[Voice], corpus: Corpus) -> tuple[np.ndarray, dict]:
     """Window `index`: a voice reading consecutive sentences, then augmented. Deterministic in (seed, index)."""
     rng = np.random.default_rng([config.seed, index])
+    plan = _plan(rng, config, voices, corpus)
+    audio, texts = _read_aloud(index, plan, corpus.sentences[plan.source], rng, config.max_window_s)
+    applied = []
+    if config.augment:
+        audio, applied = augment(audio, rng, config.max_window_s)
+    else:
+        audio = audio + DITHER * rng.standard_normal(len(audio)).astype(np.float32)
+    record = {
+        "id": f"w{index:06d}",
+        "file": f"audio/w{index:06d}.flac",
+        "text": " ".join(texts),
+        "voice": plan.voice.id,
+        "engine": plan.voice.engine,
+        "rate": round(plan.rate, 3),
+        "pitch": round(plan.pitch, 3),
+        "source": plan.source,
+        "augment": applied,
+        "duration_s": round(len(audio) / SAMPLE_RATE, 3),
+        "split": "val" if index % config.val_every == 0 else "train",
+    }
+    return audio.astype(np.float32), record
+
+
+def _plan(rng: np.random.Generator, config: DataConfig, voices: list[Voice], corpus: Corpus) -> _Plan:
+    """A length (a quarter of windows short, like the real clips), a voice, a rate and pitch, a start sentence."""
     max_s = config.max_window_s
     if rng.random() < SHORT_FRACTION:
         target = float(rng.uniform(SHORT_RANGE_S[0], min(SHORT_RANGE_S[1], max_s)))
@@ -87,34 +124,41 @@ def make_window(index: int, config: DataConfig, voices: list[Voice], corpus: Cor
     voice = engine_voices[int(rng.integers(len(engine_voices)))]
     rate, pitch = float(rng.uniform(*RATE_RANGE)), float(rng.uniform(*PITCH_RANGE))
     source = _weighted(rng, SOURCE_WEIGHTS, corpus.names)
-    sentences = corpus.sentences[source]
-    position = int(rng.integers(len(sentences)))
+    position = int(rng.integers(len(corpus.sentences[source])))
+    return _Plan(target, voice, rate, pitch, source, position)
 
-    def silence(range_s):
-        return np.zeros(int(rng.uniform(*range_s) * SAMPLE_RATE), np.float32)
 
-    pieces, texts, length, tries = [silence(EDGE_RANGE_S)], [], 0.0, 0
-    edge = silence(EDGE_RANGE_S)
+def _silence(rng: np.random.Generator, range_s: tuple[float, float]) -> np.ndarray:
+    return np.zeros(int(rng.uniform(*range_s) * SAMPLE_RATE), np.float32)
+
+
+def _read_aloud(index: int, plan: _Plan, sentences: list[str], rng: np.random.Generator,
+                max_s: float) -> tuple[np.ndarray, list[str]]:
+    """Sentences from plan.position on, with natural pauses, until the target length; silence at both ends.
+    A sentence that does not fit, or that the voice cannot read, is skipped (at most MAX_TRIES times)."""
+    pieces, texts, length, tries = [_silence(rng, EDGE_RANGE_S)], [], 0.0, 0
+    edge = _silence(rng, EDGE_RANGE_S)
+    position = plan.position
     while True:
         sentence = sentences[position % len(sentences)]
         position += 1
         try:
-            speech = synthesize(voice, sentence, rate=rate * float(rng.uniform(0.95, 1.05)), pitch=pitch)
+            speech = synthesize(plan.voice, sentence, rate=plan.rate * float(rng.uniform(0.95, 1.05)), pitch=plan.pitch)
         except RuntimeError as error:  # a voice that chokes on one sentence (festival's ked on a leading "...")
             tries += 1
             if tries >= MAX_TRIES:
                 raise
             log.warning("window %d: %s: sentence skipped", index, error)
             continue
-        pause = silence(PAUSE_RANGE_S)
+        pause = _silence(rng, PAUSE_RANGE_S)
         added = (len(speech) + (len(pause) if texts else 0)) / SAMPLE_RATE
         total = (sum(len(p) for p in pieces) + len(edge)) / SAMPLE_RATE + added
-        if total > max_s or (texts and length + added > target):
+        if total > max_s or (texts and length + added > plan.target_s):
             if texts:
                 break
             tries += 1
             if tries >= MAX_TRIES:
-                raise RuntimeError(f"window {index}: no sentence of {source} fits {max_s} s with {voice.id}")
+                raise RuntimeError(f"window {index}: no sentence of {plan.source} fits {max_s} s with {plan.voice.id}")
             continue
         if texts:
             pieces.append(pause)
@@ -122,26 +166,7 @@ def make_window(index: int, config: DataConfig, voices: list[Voice], corpus: Cor
         texts.append(sentence)
         length += added
     pieces.append(edge)
-    audio = np.concatenate(pieces)
-    applied = []
-    if config.augment:
-        audio, applied = augment(audio, rng, max_s)
-    else:
-        audio = audio + 3e-5 * rng.standard_normal(len(audio)).astype(np.float32)
-    record = {
-        "id": f"w{index:06d}",
-        "file": f"audio/w{index:06d}.flac",
-        "text": " ".join(texts),
-        "voice": voice.id,
-        "engine": voice.engine,
-        "rate": round(rate, 3),
-        "pitch": round(pitch, 3),
-        "source": source,
-        "augment": applied,
-        "duration_s": round(len(audio) / SAMPLE_RATE, 3),
-        "split": "val" if index % config.val_every == 0 else "train",
-    }
-    return audio.astype(np.float32), record
+    return np.concatenate(pieces), texts
 
 
 def _synthetic(rows: list[dict]) -> list[dict]:

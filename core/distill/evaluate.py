@@ -111,8 +111,7 @@ def summarize(rows: list[dict]) -> dict:
     out["speculative_identical"] = f"{sum(compared)}/{len(compared)}"
     out["student_speedup"] = round(out["latency_teacher_s"] / max(out["latency_student_s"], 1e-9), 3)
     out["speculative_speedup"] = round(out["latency_teacher_s"] / max(out["latency_speculative_s"], 1e-9), 3)
-    teacher_wer = max(out["wer_teacher"], 1e-9)
-    out["wer_ratio"] = round(out["wer_student"] / teacher_wer, 3) if out["wer_teacher"] > 0 else None
+    out["wer_ratio"] = round(out["wer_student"] / out["wer_teacher"], 3) if out["wer_teacher"] > 0 else None
     out["targets"] = {
         f"student WER <= {TARGET_WER_RATIO}x teacher": out["wer_student"] <= TARGET_WER_RATIO * out["wer_teacher"],
         f"student >= {TARGET_STUDENT_SPEEDUP}x faster": out["student_speedup"] >= TARGET_STUDENT_SPEEDUP,

@@ -2,9 +2,8 @@
 
 For each window the teacher runs once: its encoder output is stored in fp16 (training never runs the
 encoder again), greedy decoding (batched, the app's own loop: core/decoding.py) gives the pseudo-label,
-and one teacher-forced pass over
-that label gives the teacher's top-k logits at every position, for the KL term (the same numbers as
-generate's raw logits, FACTS: within 1e-4; one extra decoder pass is ~3% of the decoding cost).
+and one teacher-forced pass over that label gives the teacher's top-k logits at every position, for
+the KL term (the same numbers as generate's raw logits, within 1e-4: docs/distillation.md).
 A fraction of windows is labelled with timestamps so the student also learns that mode.
 
 Distil-Whisper's filter keeps a window only when the teacher's text is close to the source text
@@ -24,7 +23,6 @@ Multi-GPU: `accelerate launch -m core.distill label ...` splits the windows betw
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Callable
@@ -44,8 +42,6 @@ TOP_K = 64
 TIMESTAMP_FRACTION = 0.2  # Distil-Whisper trains 50% with timestamps; the app mostly runs without
 MAX_WER = 0.2  # default training filter (teacher vs source text; espeak voices score worst)
 MIN_AVG_LOGPROB = -0.5  # real speech (no source text): the teacher's own confidence
-
-log = logging.getLogger(__name__)
 
 
 def labels_dir(run: Path) -> Path:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import functools
-import logging
 import os
 import time
 from dataclasses import asdict, dataclass, fields
@@ -39,8 +38,6 @@ from core.distill.label import MAX_WER, keep, labels_dir, load_records
 STEPS, BATCH, LR, WARMUP = 1500, 8, 3e-4, 100
 KL_WEIGHT, CE_WEIGHT, TEMPERATURE = 0.8, 1.0, 2.0
 TRAINABLE_PREFIXES = ("model.decoder.layers.", "model.decoder.layer_norm.")
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -199,13 +196,13 @@ def latest_checkpoint(run: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _split(run: Path, max_wer: float) -> tuple[list[Path], list[Path], list[dict]]:
-    records = load_records(run)
-    kept = [r for r in records if keep(r, max_wer)]
+def _split(run: Path, max_wer: float) -> tuple[list[Path], list[Path]]:
+    """Cache files of the kept windows: training, held out."""
+    kept = [r for r in load_records(run) if keep(r, max_wer)]
     cache = labels_dir(run) / "cache"
     train = [cache / f"{r['id']}.safetensors" for r in kept if r["split"] == "train"]
     val = [cache / f"{r['id']}.safetensors" for r in kept if r["split"] == "val"]
-    return train, val, records
+    return train, val
 
 
 def window_kind(path: Path) -> str:
@@ -262,34 +259,15 @@ def train(run: Path, teacher_dir: Path, config: TrainConfig, progress: Callable[
     accelerator = Accelerator(mixed_precision=precision)
     out = train_dir(run)
     (out / "ckpt").mkdir(parents=True, exist_ok=True)
-    train_paths, val_paths, records = _split(run, config.max_wer)
+    train_paths, val_paths = _split(run, config.max_wer)
     if not train_paths:
         raise RuntimeError(f"no training windows in {labels_dir(run)} pass WER <= {config.max_wer}: label first")
 
-    torch.manual_seed(config.seed)
-    student = build_student(Path(teacher_dir), config.decoder_layers, config.init)
-    pad_id = student.generation_config.eos_token_id
-    model = DecoderStep(student)
-    params = [p for n, p in student.named_parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98), eps=1e-6)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(config))
-
-    step, elapsed = 0, 0.0
-    checkpoint = latest_checkpoint(run)
-    if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        missing, unexpected = student.load_state_dict(state["trainable"], strict=False)
-        if unexpected or any(is_trainable(k) for k in missing):
-            raise RuntimeError(f"{checkpoint} does not match this student (decoder layers?): delete {train_dir(run)}")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, elapsed = state["step"], state.get("elapsed_s", 0.0)
-        progress(f"train: resuming from {checkpoint.name} (step {step})")
-        _truncate_log(out / "log.jsonl", step)  # lines logged after that checkpoint are redone
+    session = _set_up(accelerator, Path(teacher_dir), config)
+    step, elapsed = _resume(session, run, progress)
     # the scheduler is stepped once per optimizer step here, whatever the number of processes
-    model, optimizer = accelerator.prepare(model, optimizer)
-
-    n_params = sum(p.numel() for p in params)
+    session.model, session.optimizer = accelerator.prepare(session.model, session.optimizer)
+    n_params = sum(p.numel() for p in session.params)
     (out / "config.json").write_text(json.dumps({**asdict(config), "trainable_params": n_params,
                                                  "train_windows": len(train_paths), "val_windows": len(val_paths),
                                                  "device": str(accelerator.device),
@@ -299,70 +277,168 @@ def train(run: Path, teacher_dir: Path, config: TrainConfig, progress: Callable[
         progress(f"train: already at step {step} of {config.steps}")
         return _last_logged(out)
 
+    loader, val_loaders = _loaders(train_paths, val_paths, session, config, step, stop, use_cuda)
+    progress(f"train: {len(train_paths)} windows ({len(val_paths)} held out), {n_params / 1e6:.2f}M trainable "
+             f"parameters, steps {step}->{stop} of {config.steps}, batch {config.batch_size}x{accelerator.num_processes}, "
+             f"on {accelerator.device}")
+    _run_steps(session, loader, val_loaders, config, run, step, stop, elapsed, progress)
+    accelerator.wait_for_everyone()
+    return _last_logged(out)
+
+
+@dataclass
+class _Session:
+    """What one training invocation holds: the student, the step module over its decoder, and its optimizer."""
+
+    accelerator: object
+    student: torch.nn.Module
+    model: torch.nn.Module  # DecoderStep over the student; accelerator-prepared once resumed
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+
+    @property
+    def pad_id(self) -> int:
+        return self.student.generation_config.eos_token_id
+
+
+def _set_up(accelerator, teacher_dir: Path, config: TrainConfig) -> _Session:
+    """The seed goes first: the student is built from it, so two runs of one config start alike."""
+    torch.manual_seed(config.seed)
+    student = build_student(teacher_dir, config.decoder_layers, config.init)
+    params = [p for n, p in student.named_parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98), eps=1e-6)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(config))
+    return _Session(accelerator, student, DecoderStep(student), params, optimizer, scheduler)
+
+
+def _resume(session: _Session, run: Path, progress: Callable[[str], None]) -> tuple[int, float]:
+    """Step and training seconds of the latest checkpoint, its weights and optimizer state loaded; (0, 0.0) without."""
+    checkpoint = latest_checkpoint(run)
+    if checkpoint is None:
+        return 0, 0.0
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    missing, unexpected = session.student.load_state_dict(state["trainable"], strict=False)
+    if unexpected or any(is_trainable(k) for k in missing):
+        raise RuntimeError(f"{checkpoint} does not match this student (decoder layers?): delete {train_dir(run)}")
+    session.optimizer.load_state_dict(state["optimizer"])
+    session.scheduler.load_state_dict(state["scheduler"])
+    step = state["step"]
+    progress(f"train: resuming from {checkpoint.name} (step {step})")
+    _truncate_log(train_dir(run) / "log.jsonl", step)  # lines logged after that checkpoint are redone
+    return step, state.get("elapsed_s", 0.0)
+
+
+def _loaders(train_paths: list[Path], val_paths: list[Path], session: _Session, config: TrainConfig, step: int,
+             stop: int, use_cuda: bool):
+    """The training batches from `step` on, and one held-out loader per kind of speech present."""
+    accelerator = session.accelerator
+    pad = functools.partial(collate, pad_id=session.pad_id)
     sampler = StepBatches(len(train_paths), config.batch_size, step, stop, config.seed,
                           accelerator.num_processes, accelerator.process_index)
     workers = min(4, os.cpu_count() or 1) if use_cuda else 0  # on a CPU the cores are for the math
     loader = torch.utils.data.DataLoader(CachedWindows(train_paths), batch_sampler=sampler, num_workers=workers,
-                                         collate_fn=functools.partial(collate, pad_id=pad_id), pin_memory=use_cuda)
-    val_loaders = {kind: torch.utils.data.DataLoader(CachedWindows(paths), batch_size=config.batch_size,
-                                                     collate_fn=functools.partial(collate, pad_id=pad_id))
+                                         collate_fn=pad, pin_memory=use_cuda)
+    val_loaders = {kind: torch.utils.data.DataLoader(CachedWindows(paths), batch_size=config.batch_size, collate_fn=pad)
                    for kind in ("synthetic", "real") if (paths := [p for p in val_paths if window_kind(p) == kind])}
+    return loader, val_loaders
 
-    progress(f"train: {len(train_paths)} windows ({len(val_paths)} held out), {n_params / 1e6:.2f}M trainable "
-             f"parameters, steps {step}->{stop} of {config.steps}, batch {config.batch_size}x{accelerator.num_processes}, "
-             f"on {accelerator.device}")
-    model.train()
-    window = {"loss": 0.0, "ce": 0.0, "kl": 0.0, "agree": 0.0, "n": 0}
-    tick = time.perf_counter()
-    log_file = open(out / "log.jsonl", "a") if accelerator.is_main_process else None
+
+def _run_steps(session: _Session, loader, val_loaders: dict, config: TrainConfig, run: Path, step: int, stop: int,
+               elapsed: float, progress: Callable[[str], None]) -> None:
+    """Steps up to `stop`: a log line every log_every, held-out agreement every eval_every, a checkpoint every
+    save_every and at `stop`. Only the main process writes the log."""
+    accelerator = session.accelerator
+    session.model.train()
+    window, clock = _Window(), _Clock(elapsed)
+    log_file = open(train_dir(run) / "log.jsonl", "a") if accelerator.is_main_process else None
     try:
         if step == 0 and val_loaders and accelerator.is_main_process:
-            _write(log_file, {"step": 0, **evaluate_cached(accelerator.unwrap_model(model), val_loaders, accelerator, config)})
+            _write(log_file, {"step": 0, **_evaluate(session, val_loaders, config)})
         for batch in loader:
-            batch = _to_device(batch, accelerator.device)
-            loss, parts = _batch_loss(model, batch, accelerator, config)
-            accelerator.backward(loss)
-            if config.grad_clip:
-                accelerator.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            window.add(*_train_step(session, batch, config))
             step += 1
-            window["loss"] += float(loss.detach())
-            for key in ("ce", "kl", "agree"):
-                window[key] += float(parts[key])
-            window["n"] += 1
             if step % config.log_every == 0 or step == config.steps:
-                now = time.perf_counter()
-                elapsed += now - tick
-                line = {"step": step, **{k: round(window[k] / window["n"], 5) for k in ("loss", "ce", "kl", "agree")},
-                        "lr": scheduler.get_last_lr()[0], "s_per_step": round((now - tick) / window["n"], 3),
-                        "elapsed_s": round(elapsed, 1)}
-                tick = now
-                window = {k: 0.0 for k in window} | {"n": 0}
+                line = _log_line(step, window, clock, session.scheduler.get_last_lr()[0])
+                window = _Window()
                 if accelerator.is_main_process:
                     _write(log_file, line)
-                    eta = line["s_per_step"] * (config.steps - step) / 60
-                    progress(f"train: step {step}/{config.steps} loss {line['loss']:.3f} (ce {line['ce']:.3f} "
-                             f"kl {line['kl']:.3f}) agree {line['agree']:.3f} lr {line['lr']:.2e} "
-                             f"{line['s_per_step']:.2f} s/step ETA {eta:.1f} min")
-            if val_loaders and (step % config.eval_every == 0 or step == config.steps):
-                if accelerator.is_main_process:
-                    result = {"step": step, **evaluate_cached(accelerator.unwrap_model(model), val_loaders, accelerator,
-                                                              config)}
-                    _write(log_file, result)
-                    kinds = "".join(f", {k} {result[f'val_{k}_agree']:.3f}" for k in val_loaders)
-                    progress(f"train: step {step} held-out agreement {result['val_agree']:.3f}{kinds} "
-                             f"loss {result['val_loss']:.3f}")
+                    progress(_progress_line(line, config.steps))
+            if val_loaders and (step % config.eval_every == 0 or step == config.steps) and accelerator.is_main_process:
+                result = {"step": step, **_evaluate(session, val_loaders, config)}
+                _write(log_file, result)
+                kinds = "".join(f", {k} {result[f'val_{k}_agree']:.3f}" for k in val_loaders)
+                progress(f"train: step {step} held-out agreement {result['val_agree']:.3f}{kinds} "
+                         f"loss {result['val_loss']:.3f}")
             if step % config.save_every == 0 or step == stop:
-                elapsed += time.perf_counter() - tick
-                tick = time.perf_counter()
-                _save(accelerator, student, optimizer, scheduler, step, elapsed, config, run)
+                clock.lap()
+                _save(session, step, clock.elapsed, config, run)
     finally:
         if log_file:
             log_file.close()
-    accelerator.wait_for_everyone()
-    return _last_logged(out)
+
+
+def _train_step(session: _Session, batch: dict, config: TrainConfig):
+    """One optimizer step (and one scheduler step); returns the batch's loss and its parts."""
+    accelerator = session.accelerator
+    batch = _to_device(batch, accelerator.device)
+    loss, parts = _batch_loss(session.model, batch, accelerator, config)
+    accelerator.backward(loss)
+    if config.grad_clip:
+        accelerator.clip_grad_norm_(session.params, config.grad_clip)
+    session.optimizer.step()
+    session.scheduler.step()
+    session.optimizer.zero_grad(set_to_none=True)
+    return loss, parts
+
+
+def _evaluate(session: _Session, val_loaders: dict, config: TrainConfig) -> dict:
+    accelerator = session.accelerator
+    return evaluate_cached(accelerator.unwrap_model(session.model), val_loaders, accelerator, config)
+
+
+class _Window:
+    """Training losses summed over the steps since the last log line, for their means."""
+
+    KEYS = ("loss", "ce", "kl", "agree")
+
+    def __init__(self):
+        self.sums, self.n = dict.fromkeys(self.KEYS, 0.0), 0
+
+    def add(self, loss, parts: dict) -> None:
+        self.sums["loss"] += float(loss.detach())
+        for key in ("ce", "kl", "agree"):
+            self.sums[key] += float(parts[key])
+        self.n += 1
+
+    def means(self) -> dict:
+        return {k: round(self.sums[k] / self.n, 5) for k in self.KEYS}
+
+
+class _Clock:
+    """Training seconds, carried by checkpoints so they sum over resumed invocations."""
+
+    def __init__(self, elapsed: float):
+        self.elapsed, self.tick = elapsed, time.perf_counter()
+
+    def lap(self) -> float:
+        """Seconds since the last lap, added to the total."""
+        now = time.perf_counter()
+        seconds, self.tick = now - self.tick, now
+        self.elapsed += seconds
+        return seconds
+
+
+def _log_line(step: int, window: _Window, clock: _Clock, lr: float) -> dict:
+    seconds = clock.lap()
+    return {"step": step, **window.means(), "lr": lr, "s_per_step": round(seconds / window.n, 3),
+            "elapsed_s": round(clock.elapsed, 1)}
+
+
+def _progress_line(line: dict, steps: int) -> str:
+    eta = line["s_per_step"] * (steps - line["step"]) / 60
+    return (f"train: step {line['step']}/{steps} loss {line['loss']:.3f} (ce {line['ce']:.3f} kl {line['kl']:.3f}) "
+            f"agree {line['agree']:.3f} lr {line['lr']:.2e} {line['s_per_step']:.2f} s/step ETA {eta:.1f} min")
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -376,16 +452,16 @@ def _write(log_file, line: dict) -> None:
     log_file.flush()
 
 
-def _save(accelerator, student, optimizer, scheduler, step, elapsed, config: TrainConfig, run: Path) -> None:
+def _save(session: _Session, step: int, elapsed: float, config: TrainConfig, run: Path) -> None:
     """Trainable weights + optimizer state: small, and enough to resume exactly."""
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
+    session.accelerator.wait_for_everyone()
+    if not session.accelerator.is_main_process:
         return
     folder = train_dir(run) / "ckpt"
     path = folder / f"step_{step:06d}.pt"
     tmp = path.with_suffix(".tmp")
-    torch.save({"step": step, "elapsed_s": elapsed, "trainable": trainable_state(student),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    torch.save({"step": step, "elapsed_s": elapsed, "trainable": trainable_state(session.student),
+                "optimizer": session.optimizer.state_dict(), "scheduler": session.scheduler.state_dict(),
                 "config": asdict(config)}, tmp)
     tmp.replace(path)
     for old in sorted(folder.glob("step_*.pt"))[: -config.keep_checkpoints]:
@@ -412,8 +488,3 @@ def load_trained(run: Path) -> tuple[dict[str, torch.Tensor], dict]:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     return state["trainable"], {"step": state["step"], "elapsed_s": state.get("elapsed_s", 0.0),
                                 "config": state.get("config", {})}
-
-
-def steps_done(run: Path) -> int:
-    checkpoint = latest_checkpoint(run)
-    return int(checkpoint.stem.split("_")[1]) if checkpoint else 0
