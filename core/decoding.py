@@ -33,8 +33,9 @@ from typing import Callable, Sequence
 
 import torch
 
+from core.draft import DraftModel
+
 NEG_INF = float("-inf")
-MIN_DRAFT, MAX_DRAFT = 1, 12  # draft length adapts: +2 after a fully kept draft, -1 otherwise
 LOOP_MAX_PERIOD = 48  # longest repeated block (text tokens) the loop guard looks for
 LOOP_MIN_COPIES = 3  # a block said this many times in a row (twice is speech: a refrain, a repeated answer) ...
 LOOP_MIN_SPAN = 12  # ... covering this many tokens is a loop: a 4-token phrase said thrice, "no, no," six times
@@ -280,14 +281,6 @@ def first_position_logits(model, token: int, encoder_states: torch.Tensor) -> to
     return model.proj_out(decoder.layer_norm(hidden)).float()
 
 
-class DraftModel:
-    """The student as draft model: proposes tokens greedily (or with the picker's noise) from its own cache."""
-
-    def __init__(self, model, vocabulary: Sequence[int] | None, draft_tokens: int):
-        self.decoder = DecoderModel(model, vocabulary)
-        self.draft_tokens = draft_tokens
-
-
 # ---- the loop ------------------------------------------------------------------------------------
 
 
@@ -388,123 +381,127 @@ def _logprobs(logits: torch.Tensor, chosen: Sequence[int]) -> list[float]:
     return (logits.gather(-1, index)[:, 0] - logits.logsumexp(-1)).tolist()
 
 
+class _Transcript:
+    """One window's tokens as a loop adds them: the log-probability sum, the loop guard and the length cap.
+    Greedy and speculative decoding keep their tokens through it, so both end a window the same way."""
+
+    def __init__(self, result: Decoded, task: Task, row: int, guard: LoopGuard, eot: int):
+        self.result, self.guard, self.eot = result, guard, eot
+        self.prefix, self.limit = len(task.prefix), task.limits[row]
+        self.sampled: list[int] = []  # what the rules see: the tokens after the prompt and the forced prefix
+        self.ended = self.prefix >= self.limit
+
+    def add(self, token: int, logprob: float) -> bool:
+        """Add one chosen token; True when the window has ended (end-of-text, a loop, the length cap)."""
+        result = self.result
+        result.sum_logprob += logprob
+        result.logprob_count += 1
+        if token == self.eot:
+            self.ended = True
+            return True
+        result.tokens.append(token)
+        self.sampled.append(token)
+        keep = self.guard.cut(self.sampled)
+        if keep is not None:
+            del result.tokens[self.prefix + keep:]
+            result.looped = self.ended = True
+        elif len(result.tokens) >= self.limit:
+            result.truncated = self.ended = True
+        return self.ended
+
+
 def _greedy(model, encoder_states, task, special, rules, picker, guard, clock) -> list[Decoded]:
     rows, eot = len(encoder_states), special.eot
     seeds = [task.seed(k) for k in range(rows)]
     cache = new_cache()
     started = clock()
     logits, no_speech = _first_step(model, encoder_states, task, special, cache)
-    results = [Decoded(list(task.prefix), no_speech_prob=p, temperature=task.temperature, model_passes=1)
-               for p in no_speech]
-    sampled: list[list[int]] = [[] for _ in range(rows)]
-    done = [len(task.prefix) >= limit for limit in task.limits]
+    outs = [_Transcript(Decoded(list(task.prefix), no_speech_prob=p, temperature=task.temperature, model_passes=1),
+                        task, k, guard, eot) for k, p in enumerate(no_speech)]
     while True:
-        logits = _apply(rules, logits, sampled)
-        chosen = picker.pick(logits, [len(r.tokens) for r in results], seeds)
-        for k, (token, logprob) in enumerate(zip(chosen, _logprobs(logits, chosen))):
-            if done[k]:
-                continue
-            result = results[k]
-            result.sum_logprob += logprob
-            result.logprob_count += 1
-            if token == eot:
-                done[k] = True
-                continue
-            result.tokens.append(token)
-            sampled[k].append(token)
-            keep = guard.cut(sampled[k])
-            if keep is not None:
-                del result.tokens[len(task.prefix) + keep :]
-                result.looped = done[k] = True
-            elif len(result.tokens) >= task.limits[k]:
-                result.truncated = done[k] = True
-        if all(done):
+        logits = _apply(rules, logits, [out.sampled for out in outs])
+        chosen = picker.pick(logits, [len(out.result.tokens) for out in outs], seeds)
+        for out, token, logprob in zip(outs, chosen, _logprobs(logits, chosen)):
+            if not out.ended:
+                out.add(token, logprob)
+        if all(out.ended for out in outs):
             break
-        last = [r.tokens[-1] if not d else eot for r, d in zip(results, done)]  # finished rows read padding
+        last = [eot if out.ended else out.result.tokens[-1] for out in outs]  # finished rows read padding
         logits = model.logits(torch.tensor(last, device=encoder_states.device)[:, None], encoder_states, cache)[:, 0]
-        for k in range(rows):
-            results[k].model_passes += not done[k]
+        for out in outs:
+            out.result.model_passes += not out.ended
     elapsed = clock() - started
-    for result in results:
-        result.verify_s = elapsed
-    return results
+    for out in outs:
+        out.result.verify_s = elapsed
+    return [out.result for out in outs]
+
+
+def _propose(draft: DraftModel, state, unread: list[int], out: _Transcript, rules, picker, seed, length: int):
+    """Up to `length` draft tokens (fewer at end-of-text, the length cap, or a token the draft doubts)."""
+    proposal: list[int] = []
+    for _ in range(min(length, out.limit - len(out.result.tokens))):
+        step = _apply(rules, draft.decoder.read(state, unread), [out.sampled + proposal])
+        (token,) = picker.pick(step, [len(out.result.tokens) + len(proposal)], seed)
+        proposal.append(token)
+        unread = [token]
+        if token == out.eot or (draft.policy.confidence and
+                                torch.softmax(step[0], -1)[token] < draft.policy.confidence):
+            break
+    return proposal
+
+
+def _verify(model, encoder_states, cache, last: int, proposal: list[int], out: _Transcript, rules, picker, seed):
+    """One teacher pass over the last kept token and the draft: keep the picker's choices while they equal
+    the draft, then its first different choice (or a bonus token after a full match). The rules of every
+    position are applied at once, position j seeing the draft's first j tokens: exactly what a step-by-step
+    loop sees wherever it keeps going. Returns how many drafted tokens were kept."""
+    verified = model.logits(torch.tensor([[last, *proposal]], device=encoder_states.device), encoder_states, cache)[0]
+    rows = _apply(rules, verified, [out.sampled + proposal[:j] for j in range(len(proposal) + 1)])
+    base = len(out.result.tokens)
+    choices = picker.pick(rows, [base + j for j in range(len(rows))], seed * len(rows))
+    accepted = 0
+    for j, (choice, logprob) in enumerate(zip(choices, _logprobs(rows, choices))):
+        matched = j < len(proposal) and choice == proposal[j]
+        accepted += matched
+        if out.add(choice, logprob) or not matched:
+            break
+    return accepted
 
 
 def _speculative(model, draft: DraftModel, encoder_states, draft_states, task, special, rules, picker, guard,
                  clock) -> Decoded:
-    eot, limit, seed, device = special.eot, task.limits[0], [task.seed(0)], encoder_states.device
-    cache, draft_cache = new_cache(), new_cache()
+    seed = [task.seed(0)]
+    cache = new_cache()
     started = clock()
     logits, (no_speech,) = _first_step(model, encoder_states, task, special, cache)
-    result = Decoded(list(task.prefix), no_speech_prob=no_speech, temperature=task.temperature, model_passes=1)
-    context = [*task.prompt, *task.prefix]  # everything the models have read or will read
-    begin = len(context)
-
-    def emit(token: int, logprob: float) -> bool:
-        """Add one token as the greedy loop would; True when the window has ended."""
-        result.sum_logprob += logprob
-        result.logprob_count += 1
-        if token == eot:
-            return True
-        result.tokens.append(token)
-        context.append(token)
-        keep = guard.cut(context[begin:])
-        if keep is not None:
-            del result.tokens[len(task.prefix) + keep :]
-            result.looped = True
-            return True
-        if len(result.tokens) >= limit:
-            result.truncated = True
-            return True
-        return False
-
-    if len(task.prefix) >= limit:
-        result.verify_s = clock() - started
-        return result
-    logits = _apply(rules, logits, [[]])
-    (first,) = picker.pick(logits, [len(result.tokens)], seed)
-    ended = emit(first, _logprobs(logits, [first])[0])
+    out = _Transcript(Decoded(list(task.prefix), no_speech_prob=no_speech, temperature=task.temperature,
+                              model_passes=1), task, 0, guard, special.eot)
+    result = out.result
+    if not out.ended:
+        logits = _apply(rules, logits, [out.sampled])
+        (first,) = picker.pick(logits, [len(result.tokens)], seed)
+        out.add(first, _logprobs(logits, [first])[0])
     result.verify_s = clock() - started
-    draft_seen = 0  # context tokens in the draft model's cache
-    k = draft.draft_tokens
-
-    while not ended:
-        # draft: catch the draft model up on the context, then propose up to k tokens
+    state = draft.decoder.start(draft_states)
+    read = [*task.prompt, *task.prefix, *out.sampled]  # everything kept: the teacher's cache lacks the last one
+    unread, kept, rejected = list(read), 0, 0  # the draft has read nothing yet
+    while not out.ended:
         t0 = clock()
-        proposal: list[int] = []
-        pending = context[draft_seen:]
-        for _ in range(min(k, limit - len(result.tokens))):
-            step = draft.decoder.logits(torch.tensor([pending], device=device), draft_states, draft_cache,
-                                        positions=[len(pending) - 1])[:, 0]
-            step = _apply(rules, step, [context[begin:] + proposal])
-            (token,) = picker.pick(step, [len(result.tokens) + len(proposal)], seed)
-            proposal.append(token)
-            pending = [token]
-            if token == eot:
-                break
-        draft_seen = len(context) + len(proposal) - 1  # the last proposed token is not read yet
+        proposal = _propose(draft, state, unread, out, rules, picker, seed, draft.policy.length(kept, rejected))
         t1 = clock()
-
-        # verify: one pass over the last kept token and the whole proposal; keep the picker's choices
-        # while they equal the draft, then the first choice that differs (or a bonus after a full match)
-        verified = model.logits(torch.tensor([[context[-1], *proposal]], device=device), encoder_states, cache)[0]
+        position = len(result.tokens)
+        accepted = _verify(model, encoder_states, cache, read[-1], proposal, out, rules, picker, seed)
         result.model_passes += 1
-        position, accepted = len(result.tokens), 0
-        for j in range(len(proposal) + 1):
-            row = _apply(rules, verified[j : j + 1], [context[begin:]])
-            (choice,) = picker.pick(row, [len(result.tokens)], seed)
-            matched = j < len(proposal) and choice == proposal[j]
-            accepted += matched
-            ended = emit(choice, _logprobs(row, [choice])[0])
-            if ended or not matched:
-                break
         result.passes.append(Pass(position, tuple(proposal), accepted))
         result.draft_s += t1 - t0
         result.verify_s += clock() - t1
-        if not ended:
-            # forget what the caches hold beyond the kept tokens
-            truncate_cache(cache, len(context) - 1)
-            draft_seen = min(draft_seen, len(context) - 1)
-            truncate_cache(draft_cache, draft_seen)
-            k = min(MAX_DRAFT, k + 2) if accepted == len(proposal) else max(MIN_DRAFT, k - 1)
+        kept, rejected = kept + accepted, rejected + (accepted < len(proposal))
+        added = result.tokens[position:]
+        read_before = len(read)
+        read += added
+        truncate_cache(cache, len(read) - 1)  # forget what the teacher read beyond the kept tokens
+        # the draft read everything before this draft and all its tokens but the last one
+        draft_read = read_before + min(accepted, len(proposal) - 1)
+        draft.decoder.truncate(state, draft_read)
+        unread = read[draft_read:]
     return result

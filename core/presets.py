@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from core import weights
+from core.draft import DraftPolicy
 from core.errors import ModelUnavailableError
 
 PRESET_ENV = "ARENA_PRESET"
@@ -18,7 +19,9 @@ class Preset:
     student: str
     local: bool
     student_english_only: bool = True  # every Distil-Whisper student was distilled on English speech only
-    draft_tokens: int = 5  # speculative: tokens the student proposes per teacher call
+    # speculative: how long the student's drafts are, from the cost model (core/draft.py, core/costs.py). On a GPU
+    # a decoder step is launch-bound: the verify pass barely grows with the draft and a 2-layer step is cheap.
+    draft: DraftPolicy = DraftPolicy(step_cost=0.2, verify_slope=0.02)
     # the chunked algorithm's longest window: windows are cut at pauses (core/windows.py), so no overlap is
     # lost and a full window is cheapest (every window costs a 30 s encoder pass); faster-whisper's batched
     # pipeline uses 30 s too, and so do the hub presets, whose students were trained on 30 s windows.
@@ -29,12 +32,15 @@ class Preset:
 # 15 / 20 / 25 / 30 s (sequential 4.7%), but the local student's is 24.3% at 20 s against 39.7% at 30 s (it drifts
 # and loops late in a full window) and it runs 1.27x the teacher's speed there against 0.96x: 20 s it is.
 LOCAL_CHUNK_LENGTH_S = 20.0
+# The local student drafting on a CPU, the int8 lean step (core/draft.py); costs from `python -m core.bench --costs`
+# (docs/benchmarks.md): fp32 on two cores is compute-bound in the verify pass, so it grows with the draft.
+LOCAL_DRAFT = DraftPolicy(step_cost=0.2, verify_slope=0.2, confidence=0.0)
 
 
 PRESETS = {
     p.name: p
     for p in (
-        Preset("local", weights.TEACHER_BASE, weights.STUDENT_BASE, local=True, draft_tokens=3,
+        Preset("local", weights.TEACHER_BASE, weights.STUDENT_BASE, local=True, draft=LOCAL_DRAFT,
                chunk_length_s=LOCAL_CHUNK_LENGTH_S),
         # the GPU default: distil-large-v3.5 (98k h of training audio) beats distil-large-v3 on short-form WER
         # (7.08 vs 7.53 out of distribution) at the same speed, and keeps large-v3's encoder frozen: it was made

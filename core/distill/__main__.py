@@ -117,7 +117,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--manifest", type=Path, action="append", default=None,
                          help="clip manifest(s) (default: assets/audio and ../shared/audio manifests)")
         sub.add_argument("--repeat", type=int, default=2, help="runs per clip; the fastest counts")
-        sub.add_argument("--draft-tokens", type=int, default=3)
+        sub.add_argument("--max-draft-tokens", type=int, default=None,
+                         help="longest speculative draft (default: the local preset's draft policy)")
         sub.add_argument("--chunk-length-s", type=float, default=LOCAL_CHUNK_LENGTH_S)
         sub.add_argument("--whole-vocabulary", action="store_true",
                          help="draft from the whole vocabulary instead of RUN/student/draft_vocabulary.json")
@@ -206,7 +207,7 @@ def _eval(args, run, report):
     if student is None:
         raise SystemExit("eval needs --student DIR or --out RUN (with RUN/student from `export`)")
     manifests = args.manifest or [m for m in DEFAULT_MANIFESTS if m.is_file()]
-    result = evaluate(student, args.teacher, manifests, args.repeat, args.draft_tokens, args.chunk_length_s, report,
+    result = evaluate(student, args.teacher, manifests, args.repeat, args.max_draft_tokens, args.chunk_length_s, report,
                       whole_vocabulary=args.whole_vocabulary)
     if run:
         name = "eval_whole_vocabulary.json" if args.whole_vocabulary else "eval.json"

@@ -10,6 +10,7 @@ Manifests are JSONL with `file` (relative to the manifest) and `text`, like asse
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -40,17 +41,18 @@ def read_clips(manifests: list[Path]) -> list[dict]:
     return clips
 
 
-def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chunk_length_s: float = LOCAL_CHUNK_LENGTH_S,
+def load_arena(student_dir: Path, teacher_dir: Path, max_draft_tokens: int | None = None, chunk_length_s: float = LOCAL_CHUNK_LENGTH_S,
                warmup: bool = True, whole_vocabulary: bool = False):
     """An Arena whose preset points at two model folders (absolute paths survive MODELS_DIR / name).
     `whole_vocabulary`: draft from every token instead of the student's draft vocabulary (the output is
     the teacher's either way; only the speed changes)."""
     from core.engine import Arena
     from core.models import load_models
-    from core.presets import Preset
+    from core.presets import LOCAL_DRAFT, Preset
 
+    draft = LOCAL_DRAFT if max_draft_tokens is None else replace(LOCAL_DRAFT, max_tokens=max_draft_tokens)
     preset = Preset("distill-eval", str(Path(teacher_dir).resolve()), str(Path(student_dir).resolve()), local=True,
-                    draft_tokens=draft_tokens, chunk_length_s=chunk_length_s)
+                    draft=draft, chunk_length_s=chunk_length_s)
     models = load_models(preset)
     if whole_vocabulary:
         models.draft_vocabulary = None
@@ -60,14 +62,15 @@ def load_arena(student_dir: Path, teacher_dir: Path, draft_tokens: int = 3, chun
     return arena
 
 
-def evaluate(student_dir: Path, teacher_dir: Path, manifests: list[Path], repeat: int = 1, draft_tokens: int = 3,
+def evaluate(student_dir: Path, teacher_dir: Path, manifests: list[Path], repeat: int = 1,
+             max_draft_tokens: int | None = None,
              chunk_length_s: float = LOCAL_CHUNK_LENGTH_S, progress: Callable[[str], None] = print, warmup: bool = True,
              whole_vocabulary: bool = False) -> dict:
     from core.audio import load_audio
     from core.engine import Options
     from core.modes import MODES
 
-    arena = load_arena(student_dir, teacher_dir, draft_tokens, chunk_length_s, warmup, whole_vocabulary)
+    arena = load_arena(student_dir, teacher_dir, max_draft_tokens, chunk_length_s, warmup, whole_vocabulary)
     clips = read_clips(manifests)
     rows = []
     for clip in clips:
