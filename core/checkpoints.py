@@ -1,6 +1,6 @@
 """Model folders and the student's shipped files: manifests with checksums, and what a student ships.
 
-Set-up (core/weights.py), the model loader (core/models.py) and the distillation pipeline
+Set-up (core/weights.py, core/student.py), the model loader (core/models.py) and the distillation pipeline
 (core/distill/ship.py) all read these; keeping them here lets none of those import another.
 
     assets/student/decoder.safetensors     the trained decoder tensors (fp16) and their metadata

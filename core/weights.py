@@ -147,8 +147,7 @@ def build_student(teacher_name: str, student_name: str, progress: Callable[[str]
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     from core.checkpoints import shipped_available
-    from core.distill.create import create_student
-    from core.distill.ship import assemble_student
+    from core.student import assemble_student, create_student
 
     teacher_dir, out_dir = MODELS_DIR / teacher_name, MODELS_DIR / student_name
     if teacher_name == TEACHER_BASE and shipped_available(SHIPPED_STUDENT):

@@ -1,49 +1,14 @@
 """Make a Distil-Whisper student from a teacher: same encoder, a few of its decoder layers.
 
 Distil-Whisper (Gandhi et al., 2023, §3) copies the whole encoder (frozen during training) and keeps
-decoder layers spread evenly over the teacher's depth, always the first and the last.
+decoder layers spread evenly over the teacher's depth, always the first and the last: `create_student`
+(core/student.py, where set-up finds it too). Here: growing a trained student by a layer.
 """
 
 from __future__ import annotations
 
-import copy
-
-DEFAULT_DECODER_LAYERS = 2
-
-
-def pick_decoder_layers(teacher_layers: int, student_layers: int) -> list[int]:
-    """Indices taken evenly from the teacher, first and last included (6 -> 2 gives [0, 5])."""
-    if not 1 <= student_layers <= teacher_layers:
-        raise ValueError(f"a student needs 1..{teacher_layers} decoder layers, not {student_layers}")
-    if student_layers == 1:
-        return [0]
-    step = (teacher_layers - 1) / (student_layers - 1)
-    return sorted({round(i * step) for i in range(student_layers)})
-
-
-def create_student(teacher, num_decoder_layers: int = DEFAULT_DECODER_LAYERS):
-    """A new WhisperForConditionalGeneration initialised from `teacher`; the teacher is left untouched."""
-    from transformers import WhisperForConditionalGeneration
-
-    layers = pick_decoder_layers(teacher.config.decoder_layers, num_decoder_layers)
-    config = copy.deepcopy(teacher.config)
-    config.decoder_layers = len(layers)
-    # the decoder's dtype: a teacher may run its encoder in bf16 on a CPU (core.models)
-    student = WhisperForConditionalGeneration(config).to(teacher.model.decoder.embed_tokens.weight.dtype)
-
-    teacher_state = teacher.state_dict()
-    student_state = {}
-    for name in student.state_dict():
-        source = name
-        if name.startswith("model.decoder.layers."):
-            index = int(name.split(".")[3])
-            source = name.replace(f"layers.{index}.", f"layers.{layers[index]}.", 1)
-        student_state[name] = teacher_state[source].clone()
-    student.load_state_dict(student_state)
-    student.tie_weights()
-    student.generation_config = copy.deepcopy(teacher.generation_config)
-    student.config.distilled_from_layers = layers
-    return student
+# the initialisation itself is runtime code (set-up builds an untrained student with it): core/student.py
+from core.student import DEFAULT_DECODER_LAYERS, create_student, pick_decoder_layers  # noqa: F401
 
 
 def grow_student(student, teacher, num_decoder_layers: int):

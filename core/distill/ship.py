@@ -10,15 +10,12 @@ the shipped file (~17 MB for whisper-base instead of ~112 MB for the whole stude
 
 (file names and manifests: core/checkpoints.py)
 
-`assemble_student(teacher_dir, shipped_dir, out_dir)` rebuilds the student folder the app loads:
-the teacher's encoder, embeddings and projection, the teacher's decoder layers picked as in training,
-then the shipped tensors on top. It refuses a teacher whose token embeddings differ from the one the
-student was trained against (a fingerprint in the metadata), since the result would be garbage.
+`assemble_student(teacher_dir, shipped_dir, out_dir)` rebuilds the student folder the app loads: it is
+runtime code (core/student.py, imported here), since set-up must not depend on the training pipeline.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -26,23 +23,12 @@ from typing import Callable
 
 import torch
 
-from core.checkpoints import (DRAFT_VOCABULARY_FILE, MODEL_CARD, SHIPPED_FILE, SHIPPED_FORMAT, read_shipped_metadata,
-                              sha256_file, shipped_available, shipped_fingerprint, write_manifest)
+from core.checkpoints import DRAFT_VOCABULARY_FILE, MODEL_CARD, SHIPPED_FILE, SHIPPED_FORMAT, shipped_available
 from core.distill.draft_vocabulary import write_draft_vocabulary
+# set-up assembles the student without the training pipeline: the runtime half lives in core/student.py
+from core.student import assemble_student, create_student, load_teacher, teacher_fingerprint  # noqa: F401
 
 MAX_SHIPPED_MB = 30  # a 3-layer decoder of whisper-base is 25.2 MB in fp16 (2 layers: 16.8 MB)
-
-
-def _fingerprint(teacher) -> str:
-    """sha256 of the teacher's token embeddings in fp16: which teacher the decoder belongs to."""
-    weight = teacher.model.decoder.embed_tokens.weight.detach().to(torch.float16).cpu().contiguous()
-    return hashlib.sha256(weight.numpy().tobytes()).hexdigest()
-
-
-def _load_teacher(teacher_dir: Path):
-    from transformers import WhisperForConditionalGeneration
-
-    return WhisperForConditionalGeneration.from_pretrained(teacher_dir, dtype=torch.float16)
 
 
 def ship(trained: dict[str, torch.Tensor], teacher_dir: Path, out_dir: Path, decoder_layers: int = 2,
@@ -50,9 +36,7 @@ def ship(trained: dict[str, torch.Tensor], teacher_dir: Path, out_dir: Path, dec
     """Write every student tensor that differs (in fp16) from create_student(teacher); returns the file."""
     from safetensors.torch import save_file
 
-    from core.distill.create import create_student
-
-    teacher = _load_teacher(Path(teacher_dir))
+    teacher = load_teacher(Path(teacher_dir))
     base = create_student(teacher, decoder_layers)
     reference = base.state_dict()
     changed = {}
@@ -67,7 +51,7 @@ def ship(trained: dict[str, torch.Tensor], teacher_dir: Path, out_dir: Path, dec
         "teacher": Path(teacher_dir).name,
         "decoder_layers": str(decoder_layers),
         "distilled_from_layers": json.dumps(base.config.distilled_from_layers),
-        "teacher_embed_sha256": _fingerprint(teacher),
+        "teacher_embed_sha256": teacher_fingerprint(teacher),
         "info": json.dumps(info or {}),
     }
     out_dir = Path(out_dir)
@@ -78,46 +62,6 @@ def ship(trained: dict[str, torch.Tensor], teacher_dir: Path, out_dir: Path, dec
     tmp.replace(path)
     path.chmod(0o644)
     return path
-
-
-def assemble_student(teacher_dir: Path, shipped_dir: Path, out_dir: Path) -> Path:
-    """The full student folder (weights, config, processor, MANIFEST.json) from the teacher + shipped tensors."""
-    from safetensors.torch import load_file
-    from transformers import WhisperProcessor
-
-    from core.distill.create import create_student
-
-    teacher_dir, shipped_dir, out_dir = Path(teacher_dir), Path(shipped_dir), Path(out_dir)
-    metadata = read_shipped_metadata(shipped_dir)
-    if metadata.get("format") != SHIPPED_FORMAT:
-        raise ValueError(f"{shipped_dir / SHIPPED_FILE} is not a {SHIPPED_FORMAT} file")
-    teacher = _load_teacher(teacher_dir)
-    if _fingerprint(teacher) != metadata["teacher_embed_sha256"]:
-        raise ValueError(f"{shipped_dir / SHIPPED_FILE} was trained against another teacher than {teacher_dir}")
-    student = create_student(teacher, int(metadata["decoder_layers"]))
-    if student.config.distilled_from_layers != json.loads(metadata["distilled_from_layers"]):
-        raise ValueError("the shipped decoder was made from other teacher layers than create_student picks")
-    shipped = load_file(str(shipped_dir / SHIPPED_FILE))
-    state = student.state_dict()
-    for name, tensor in shipped.items():
-        if name not in state or state[name].shape != tensor.shape:
-            raise ValueError(f"shipped tensor {name} does not fit the student")
-    student.load_state_dict(shipped, strict=False)
-    student.tie_weights()
-    student.config.distil_arena = {"shipped_sha256": sha256_file(shipped_dir / SHIPPED_FILE), "teacher": teacher_dir.name}
-
-    tmp = out_dir.with_name(out_dir.name + ".assembling")
-    shutil.rmtree(tmp, ignore_errors=True)
-    student.save_pretrained(tmp)
-    WhisperProcessor.from_pretrained(teacher_dir).save_pretrained(tmp)
-    if (shipped_dir / DRAFT_VOCABULARY_FILE).is_file():
-        shutil.copyfile(shipped_dir / DRAFT_VOCABULARY_FILE, tmp / DRAFT_VOCABULARY_FILE)
-    for path in tmp.iterdir():
-        path.chmod(0o644)
-    write_manifest(tmp, teacher=teacher_dir.name, trained=True, shipped=shipped_fingerprint(shipped_dir))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
-    return out_dir
 
 
 def export(run: Path, teacher_dir: Path, progress: Callable[[str], None] = print) -> tuple[Path, Path]:
