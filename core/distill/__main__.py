@@ -57,12 +57,65 @@ def _timed(run: Path, stage: str, fn):
     return result
 
 
-def _parser() -> argparse.ArgumentParser:
+def _data_args(sub) -> None:
     from core.distill.data import MAX_WINDOW_S
-    from core.distill.label import LABEL_BATCH, MAX_WER, TIMESTAMP_FRACTION, TOP_K
-    from core.distill.train import BATCH, CE_WEIGHT, KL_WEIGHT, LR, STEPS, TEMPERATURE, WARMUP
     from core.distill.voices import ENGINES
 
+    sub.add_argument("--hours", type=float, default=3.0, help="hours of speech to make (default: %(default)s)")
+    sub.add_argument("--windows", type=int, default=None, help="an exact number of windows instead of --hours")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--engines", default=",".join(ENGINES), help="TTS engines to use when installed (%(default)s)")
+    sub.add_argument("--max-window-s", type=float, default=MAX_WINDOW_S)
+    sub.add_argument("--no-augment", action="store_true")
+    sub.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
+                     help="add real speech from Debian packages (the `real` stage; `all` only)")
+    sub.add_argument("--real-cache", type=Path, default=REPO_ROOT / "data" / "real-debs")
+
+
+def _label_args(sub) -> None:
+    from core.distill.label import LABEL_BATCH, MAX_WER, TIMESTAMP_FRACTION, TOP_K
+
+    sub.add_argument("--label-batch", type=int, default=LABEL_BATCH)
+    sub.add_argument("--top-k", type=int, default=TOP_K, help="teacher logits cached per position")
+    sub.add_argument("--timestamp-fraction", type=float, default=TIMESTAMP_FRACTION)
+    sub.add_argument("--max-wer", type=float, default=MAX_WER, help="keep windows whose teacher WER vs source <= this")
+
+
+def _train_args(sub) -> None:
+    from core.distill.label import MAX_WER
+    from core.distill.train import BATCH, CE_WEIGHT, KL_WEIGHT, LR, STEPS, TEMPERATURE, WARMUP
+
+    sub.add_argument("--steps", type=int, default=STEPS)
+    sub.add_argument("--batch-size", type=int, default=BATCH, help="windows per step (and per process)")
+    sub.add_argument("--lr", type=float, default=LR)
+    sub.add_argument("--warmup", type=int, default=WARMUP)
+    sub.add_argument("--kl-weight", type=float, default=KL_WEIGHT)
+    sub.add_argument("--ce-weight", type=float, default=CE_WEIGHT)
+    sub.add_argument("--temperature", type=float, default=TEMPERATURE)
+    sub.add_argument("--decoder-layers", type=int, default=2)
+    sub.add_argument("--init", default=None, help="start from this student folder instead of the teacher's layers")
+    sub.add_argument("--stop-at", type=int, default=None,
+                     help="pause at this step with a checkpoint (the schedule still ends at --steps); rerun to go on")
+    sub.add_argument("--log-every", type=int, default=10)
+    sub.add_argument("--eval-every", type=int, default=100)
+    sub.add_argument("--save-every", type=int, default=100)
+    sub.add_argument("--max-wer", type=float, default=MAX_WER)
+    sub.add_argument("--seed", type=int, default=0)
+
+
+def _eval_args(sub) -> None:
+    sub.add_argument("--student", type=Path, default=None, help="student folder (default: RUN/student)")
+    sub.add_argument("--manifest", type=Path, action="append", default=None,
+                     help="clip manifest(s) (default: assets/audio and ../shared/audio manifests)")
+    sub.add_argument("--repeat", type=int, default=2, help="runs per clip; the fastest counts")
+    sub.add_argument("--max-draft-tokens", type=int, default=None,
+                     help="longest speculative draft (default: the local preset's draft policy)")
+    sub.add_argument("--chunk-length-s", type=float, default=LOCAL_CHUNK_LENGTH_S)
+    sub.add_argument("--whole-vocabulary", action="store_true",
+                     help="draft from the whole vocabulary instead of RUN/student/draft_vocabulary.json")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.distill", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     stages = parser.add_subparsers(dest="stage", required=True)
@@ -77,58 +130,12 @@ def _parser() -> argparse.ArgumentParser:
             group(sub)
         return sub
 
-    def data_args(sub):
-        sub.add_argument("--hours", type=float, default=3.0, help="hours of speech to make (default: %(default)s)")
-        sub.add_argument("--windows", type=int, default=None, help="an exact number of windows instead of --hours")
-        sub.add_argument("--seed", type=int, default=0)
-        sub.add_argument("--engines", default=",".join(ENGINES), help="TTS engines to use when installed (%(default)s)")
-        sub.add_argument("--max-window-s", type=float, default=MAX_WINDOW_S)
-        sub.add_argument("--no-augment", action="store_true")
-        sub.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
-                         help="add real speech from Debian packages (the `real` stage; `all` only)")
-        sub.add_argument("--real-cache", type=Path, default=REPO_ROOT / "data" / "real-debs")
-
-    def label_args(sub):
-        sub.add_argument("--label-batch", type=int, default=LABEL_BATCH)
-        sub.add_argument("--top-k", type=int, default=TOP_K, help="teacher logits cached per position")
-        sub.add_argument("--timestamp-fraction", type=float, default=TIMESTAMP_FRACTION)
-        sub.add_argument("--max-wer", type=float, default=MAX_WER, help="keep windows whose teacher WER vs source <= this")
-
-    def train_args(sub):
-        sub.add_argument("--steps", type=int, default=STEPS)
-        sub.add_argument("--batch-size", type=int, default=BATCH, help="windows per step (and per process)")
-        sub.add_argument("--lr", type=float, default=LR)
-        sub.add_argument("--warmup", type=int, default=WARMUP)
-        sub.add_argument("--kl-weight", type=float, default=KL_WEIGHT)
-        sub.add_argument("--ce-weight", type=float, default=CE_WEIGHT)
-        sub.add_argument("--temperature", type=float, default=TEMPERATURE)
-        sub.add_argument("--decoder-layers", type=int, default=2)
-        sub.add_argument("--init", default=None, help="start from this student folder instead of the teacher's layers")
-        sub.add_argument("--stop-at", type=int, default=None,
-                         help="pause at this step with a checkpoint (the schedule still ends at --steps); rerun to go on")
-        sub.add_argument("--log-every", type=int, default=10)
-        sub.add_argument("--eval-every", type=int, default=100)
-        sub.add_argument("--save-every", type=int, default=100)
-        sub.add_argument("--max-wer", type=float, default=MAX_WER)
-        sub.add_argument("--seed", type=int, default=0)
-
-    def eval_args(sub):
-        sub.add_argument("--student", type=Path, default=None, help="student folder (default: RUN/student)")
-        sub.add_argument("--manifest", type=Path, action="append", default=None,
-                         help="clip manifest(s) (default: assets/audio and ../shared/audio manifests)")
-        sub.add_argument("--repeat", type=int, default=2, help="runs per clip; the fastest counts")
-        sub.add_argument("--max-draft-tokens", type=int, default=None,
-                         help="longest speculative draft (default: the local preset's draft policy)")
-        sub.add_argument("--chunk-length-s", type=float, default=LOCAL_CHUNK_LENGTH_S)
-        sub.add_argument("--whole-vocabulary", action="store_true",
-                         help="draft from the whole vocabulary instead of RUN/student/draft_vocabulary.json")
-
-    add("data", "make synthetic speech windows", data_args)
-    add("real", "add real human speech (no transcripts: the teacher labels it)", data_args)
-    add("label", "teacher pseudo-labels, WER filter, encoder and top-k cache", label_args)
-    add("train", "train the student's decoder on the cache", train_args)
+    add("data", "make synthetic speech windows", _data_args)
+    add("real", "add real human speech (no transcripts: the teacher labels it)", _data_args)
+    add("label", "teacher pseudo-labels, WER filter, encoder and top-k cache", _label_args)
+    add("train", "train the student's decoder on the cache", _train_args)
     add("export", "latest checkpoint -> RUN/shipped (fp16 decoder) + RUN/student (assembled)")
-    add("eval", "WER, speed and acceptance through the app's Arena", eval_args)
+    add("eval", "WER, speed and acceptance through the app's Arena", _eval_args)
     ship = add("ship", "copy RUN/shipped + model card into the repository")
     ship.add_argument("--to", type=Path, default=DEFAULT_SHIP_TO)
     assemble = add("assemble", "teacher + shipped decoder -> full student folder (--out)")
@@ -136,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     create = add("create", "an untrained student from a teacher (--out)")
     create.add_argument("--layers", type=int, default=2)
     everything = add("all", "data, label, train, export, eval (and ship with --ship-to)",
-                     data_args, label_args, train_args, eval_args)
+                     _data_args, _label_args, _train_args, _eval_args)
     everything.add_argument("--ship-to", type=Path, default=None, help="also copy the result here (assets/student)")
     return parser
 
