@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.draft import expected_tokens  # noqa: E402
 from core.decoding import (DecoderModel, DraftModel, LoopGuard, SpecialTokens, Task, decode, new_cache,  # noqa: E402
                            truncate_cache)
 
@@ -124,7 +125,7 @@ def modelled(costs: dict, encoder_s: float, tokens: int) -> dict:
     for a in ACCEPTANCE:
         best = None
         for k, verify in costs["verify_s"].items():
-            per_pass = (1 - a ** (k + 1)) / (1 - a)
+            per_pass = expected_tokens(a, k)
             per_token = (k * costs["draft_step_s"] + verify) / per_pass
             if best is None or per_token < best[1]:
                 best = (k, per_token)
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     loops = {}
     results = {}
     for name, model, draft in (("student", student, None), ("teacher", teacher, None),
-                               ("speculative", teacher, DraftModel(student, None, 3))):
+                               ("speculative", teacher, DraftModel(student, None))):
         decoder = DecoderModel(model)
         run = lambda: results.__setitem__(name, decode(decoder, states, task, special, draft, guard=no_guard)[0])  # noqa: E731
         loops[name] = timed(run, device, 3)
