@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -53,9 +53,12 @@ class CostTable:
         return k, self.speed(alpha, k)
 
     def policy(self, base: DraftPolicy) -> DraftPolicy:
-        from dataclasses import replace
-
+        """`base` with this table's draft step cost and verify slope."""
         return replace(base, step_cost=round(self.draft_step, 3), verify_slope=round(self.verify_slope, 3))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CostTable":
+        return cls(d["teacher_step_ms"], d["draft_step_T"], tuple(d["verify_T"]))
 
     def to_dict(self) -> dict:
         return {"teacher_step_ms": round(self.teacher_step_ms, 2), "draft_step_T": round(self.draft_step, 3),
