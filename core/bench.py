@@ -20,6 +20,7 @@ import os
 import statistics
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -57,13 +58,8 @@ class Runs:
     audio_s: dict[str, float] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
     texts: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
-    drafted: int = 0
-    accepted: int = 0
-    passes: int = 0
-    fallbacks: int = 0
-    looped: int = 0
-    windows: int = 0
-    mismatches: int = 0
+    # over each clip's first run: drafted, accepted, passes, fallbacks, looped, windows; and mismatches
+    counts: Counter = field(default_factory=Counter)
     peak_rss_mb: float = 0.0
 
     def add(self, group: str, clip: Clip, latency: float, text: str, algorithm: str, result=None) -> None:
@@ -74,12 +70,9 @@ class Runs:
             self.audio_s[group] = self.audio_s.get(group, 0.0) + clip.seconds
         if result is not None and first:
             self.tokens[group] = self.tokens.get(group, 0) + result.tokens
-            self.drafted += result.draft_tokens or 0
-            self.accepted += result.accepted_tokens or 0
-            self.passes += result.model_passes
-            self.fallbacks += sum(w.attempts > 1 for w in result.windows)
-            self.looped += sum(w.looped for w in result.windows)
-            self.windows += len(result.windows)
+            self.counts.update(drafted=result.draft_tokens or 0, accepted=result.accepted_tokens or 0,
+                               passes=result.model_passes, fallbacks=sum(w.attempts > 1 for w in result.windows),
+                               looped=sum(w.looped for w in result.windows), windows=len(result.windows))
 
 
 class RssPeak:
@@ -165,7 +158,8 @@ def measure(arena: Arena, sets: dict[str, list[Clip]], modes: tuple[str, ...], p
                         rows[name].add(group, clip, result.latency_s, result.text, algorithm, result)
                         runs[name] = result
                     if "teacher" in runs and "speculative" in runs:
-                        rows["speculative"].mismatches += runs["teacher"].token_ids != runs["speculative"].token_ids
+                        differ = runs["teacher"].token_ids != runs["speculative"].token_ids
+                        rows["speculative"].counts["mismatches"] += differ
                     if r == 0:
                         entries.append(run_entry(clip.name, f"bench/{group}", clip.seconds, clip.text, base,
                                                  [runs[m] for m in modes]))
@@ -228,12 +222,13 @@ def summarise(arena: Arena, rows: dict[str, Runs], sets: dict[str, list[Clip]], 
         if hallucination:
             row["repetition_5gram"] = round(repetition_rate(t for _, t in hallucination), 4)
             row["insertion_rate"] = round(insertion_rate(*zip(*hallucination)), 4)
-        row["acceptance_rate"] = round(runs.accepted / runs.drafted, 4) if runs.drafted else None
-        row["tokens_per_pass"] = (round(sum(runs.tokens.values()) / runs.passes, 2)
-                                  if runs.passes and name == "speculative" else None)
-        row["fallback_windows"] = runs.fallbacks if runs.windows else None
-        row["looped_windows"] = runs.looped if runs.windows else None
-        row["windows"] = runs.windows or None
+        counts = runs.counts
+        row["acceptance_rate"] = round(counts["accepted"] / counts["drafted"], 4) if counts["drafted"] else None
+        row["tokens_per_pass"] = (round(sum(runs.tokens.values()) / counts["passes"], 2)
+                                  if counts["passes"] and name == "speculative" else None)
+        row["fallback_windows"] = counts["fallbacks"] if counts["windows"] else None
+        row["looped_windows"] = counts["looped"] if counts["windows"] else None
+        row["windows"] = counts["windows"] or None
         row["peak_rss_mb"] = round(runs.peak_rss_mb) if runs.peak_rss_mb else None
         summary[name] = row
     reference_rep = [c.text for g in ("long", "noisy") for c in sets.get(g, [])]
@@ -242,7 +237,7 @@ def summarise(arena: Arena, rows: dict[str, Runs], sets: dict[str, list[Clip]], 
         "chunk_length_s": arena.models.preset.chunk_length_s,
         "clips": {g: len(c) for g, c in sets.items()},
         "audio_s": {g: round(sum(c.seconds for c in clips), 1) for g, clips in sets.items()},
-        "speculative_mismatches": rows["speculative"].mismatches if "speculative" in rows else None,
+        "speculative_mismatches": rows["speculative"].counts["mismatches"] if "speculative" in rows else None,
         "reference_repetition_5gram": round(repetition_rate(reference_rep), 4) if reference_rep else None,
         "rows": summary,
     }
