@@ -305,6 +305,16 @@ def plot(summary: dict, out: Path) -> None:
     plt.close(fig)
 
 
+def _costs(arena: Arena, out: Path | None):
+    from core import costs
+
+    table = costs.measure_models(arena.models, load_audio(REPO / "assets" / "audio" / "jfk.wav"))
+    print(costs.markdown(table, costs.device_name(arena.models)) + "\n", flush=True)
+    if out:
+        out.write_text(json.dumps(table.to_dict(), indent=1))
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     from core.cli import quiet_libraries
 
@@ -323,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
                         help="faster-whisper on the same weights, fp32 and int8 (local preset, when installed)")
     parser.add_argument("--json", type=Path, help="the report (core/report.py schema) with the summary")
+    parser.add_argument("--costs", action=argparse.BooleanOptionalAction, default=True,
+                        help="first measure and print speculative decoding's cost table (core/costs.py)")
+    parser.add_argument("--costs-json", type=Path, help="write the cost table here (tools/tune_draft.py reads it)")
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args(argv)
 
@@ -341,10 +354,13 @@ def main(argv: list[str] | None = None) -> int:
             peers = {name: FasterWhisperPeer(torch.get_num_threads(), kind) for name, kind in PEERS.items()}
         except ImportError:
             print("faster-whisper is not installed: peer columns skipped (pip install -r requirements-dev.txt)")
+    table = _costs(arena, args.costs_json) if (args.costs and "speculative" in args.modes) or args.costs_json else None
     modes = tuple(m for m in MODES if m in args.modes)
     rows, entries = measure(arena, sets, modes, peers, args.repeat, args.batch_size)
     measure_rss(arena, sets.get("short", []), modes, rows)
     summary = summarise(arena, rows, sets, args.batch_size)
+    if table is not None:
+        summary["costs"] = table.to_dict()
     print(markdown(summary))
     if args.json:
         args.json.write_text(json.dumps(report(arena.info, entries, summary), indent=1))

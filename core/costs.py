@@ -17,6 +17,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
@@ -106,6 +107,20 @@ def measure(teacher: DecoderModel, draft: DraftModel, special: SpecialTokens, en
     step_ms = _median_ms(teacher_pass(1), repeats)
     verify = tuple(_median_ms(teacher_pass(k + 1), repeats) / step_ms for k in range(1, MAX_K + 1))
     return CostTable(step_ms, _median_ms(draft_step, repeats) / step_ms, verify)
+
+
+def device_name(models) -> str:
+    """The GPU's name, or the CPU's model, thread count and the flags that change the picture (bf16, AMX)."""
+    if models.device.type == "cuda":
+        return torch.cuda.get_device_name(models.device)
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"CPU x{torch.get_num_threads()} threads"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
+    return f"{model}, {torch.get_num_threads()} threads ({' '.join(shown) or 'no AVX-512'})"
 
 
 def markdown(table: CostTable, device: str) -> str:

@@ -27,6 +27,7 @@ def test_bench_on_short_and_long_clips(tmp_path, capsys):
     summary = report["summary"]
     assert summary["clips"] == {"short": 2, "long": 1} and summary["batch_size"] == 1
     assert summary["speculative_mismatches"] == 0
+    assert len(summary["costs"]["verify_T"]) == 12 and summary["costs"]["draft_step_T"] > 0  # the cost table
     rows = summary["rows"]
     assert set(rows) == {"student", "teacher", "speculative", "faster-whisper fp32", "faster-whisper int8",
                          "teacher, batch 8"}
@@ -43,6 +44,7 @@ def test_bench_on_short_and_long_clips(tmp_path, capsys):
     assert {r["clip"] for r in report["runs"]} == {"jfk", "sense_and_sensibility_01_austen_64kb-0880", "joined"}
     table = capsys.readouterr().out
     assert "| | params (M) | rel. latency short | rel. latency long |" in table and "| speculative |" in table
+    assert "| draft step c | V(1) |" in table
     assert png.stat().st_size > 1000
 
 
