@@ -108,8 +108,10 @@ def test_the_seek_loop_equals_generates_sequential_algorithm(long_clip, monkeypa
 
     On the fp32 encoder: with the bf16 encoder of a native-bf16 CPU one teacher token differed between the two
     loops (identical in fp32); what is compared here is the algorithm, not bf16 rounding."""
-    from core.engine import Arena, EncoderCache, _ModeRun, _Request
+    from core.engine import Arena, EncoderCache
+    from core.mode_run import ModeRun as _ModeRun
     from core.models import BF16_ENCODER_ENV
+    from core.request import Request as _Request
     from core.transcribe import transcribe
     from core.vad import Region
     from core.windows import Window
