@@ -315,9 +315,7 @@ def _costs(arena: Arena, out: Path | None):
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
-    from core.cli import quiet_libraries
-
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--preset")
     parser.add_argument("--student", type=Path, help="a student folder in place of the preset's (a core.distill candidate)")
@@ -337,8 +335,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="first measure and print speculative decoding's cost table (core/costs.py)")
     parser.add_argument("--costs-json", type=Path, help="write the cost table here (tools/tune_draft.py reads it)")
     parser.add_argument("--plot", type=Path)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    from core.cli import quiet_libraries
+
+    args = _parser().parse_args(argv)
     quiet_libraries()
     arena = Arena.load(args.preset, student=args.student)
     if args.chunk_length_s:
