@@ -45,6 +45,11 @@ class CostTable:
         mean_k, mean_v = statistics.fmean(ks), statistics.fmean(self.verify)
         return sum((k - mean_k) * (v - mean_v) for k, v in zip(ks, self.verify)) / sum((k - mean_k) ** 2 for k in ks)
 
+    @property
+    def verify_base(self) -> float:
+        """The least-squares line's V(0): what a verify pass costs whatever the draft."""
+        return statistics.fmean(self.verify) - self.verify_slope * statistics.fmean(range(1, len(self.verify) + 1))
+
     def speed(self, alpha: float, k: int) -> float:
         """Modelled decode speed against the teacher at per-token acceptance alpha and draft length k."""
         return expected_tokens(alpha, k) / (self.verify[k - 1] + k * self.draft_step)
@@ -55,7 +60,8 @@ class CostTable:
 
     def policy(self, base: DraftPolicy) -> DraftPolicy:
         """`base` with this table's draft step cost and verify slope."""
-        return replace(base, step_cost=round(self.draft_step, 3), verify_slope=round(self.verify_slope, 3))
+        return replace(base, step_cost=round(self.draft_step, 3), verify_base=round(self.verify_base, 3),
+                       verify_slope=round(self.verify_slope, 3))
 
     @classmethod
     def from_dict(cls, d: dict) -> "CostTable":
@@ -64,6 +70,7 @@ class CostTable:
     def to_dict(self) -> dict:
         return {"teacher_step_ms": round(self.teacher_step_ms, 2), "draft_step_T": round(self.draft_step, 3),
                 "verify_T": [round(v, 3) for v in self.verify], "verify_slope_T": round(self.verify_slope, 3),
+                "verify_base_T": round(self.verify_base, 3),
                 "best_k": {str(a): self.best(a)[0] for a in ALPHAS},
                 "modelled_speed": {str(a): round(self.best(a)[1], 3) for a in ALPHAS}}
 

@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 import torch
 
 from core.draft import DraftModel
+from core.matmul import project
 
 NEG_INF = float("-inf")
 LOOP_MAX_PERIOD = 48  # longest repeated block (text tokens) the loop guard looks for
@@ -242,7 +243,7 @@ class DecoderModel:
                               use_cache=True).last_hidden_state
         if positions is not None:
             hidden = hidden[:, list(positions)]
-        logits = (hidden @ self.weight.T).float()
+        logits = project(hidden, self.weight).float()
         if self.ids is None:
             return logits
         full = logits.new_full((*logits.shape[:-1], self.vocab_size), NEG_INF)

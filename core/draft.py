@@ -135,7 +135,7 @@ class LeanDraft:
         state.length = min(state.length, length)
 
 
-PRIOR_TOKENS = 4.0  # a window's acceptance estimate starts as this many tokens at the policy's prior
+PRIOR_TOKENS = 2.0  # a window's acceptance estimate starts as this many tokens at the policy's prior
 
 
 def expected_tokens(alpha: float, k: int) -> float:
@@ -148,23 +148,25 @@ def expected_tokens(alpha: float, k: int) -> float:
 class DraftPolicy:
     """How long a draft is, from the cost model (core/costs.py): costs in teacher decoder steps (T).
 
-    A pass over a k-token draft costs k draft steps and a verify pass of V(k) = 1 + verify_slope * k; it keeps
-    expected_tokens(alpha, k). The length that keeps the most tokens per unit of cost is drafted, alpha being
-    the window's running per-token acceptance. A draft also stops as soon as the draft model's own probability
-    of its token falls below `confidence` (dynamic speculation lookahead): that token is still proposed, the
-    ones after it are not, since the teacher would rarely keep them."""
+    A pass over a k-token draft costs k draft steps and a verify pass of V(k) = verify_base + verify_slope * k;
+    it keeps expected_tokens(alpha, k). The length that keeps the most tokens per unit of cost is drafted,
+    alpha being the window's running per-token acceptance. A draft also stops as soon as the draft model's own
+    probability of its token falls below `confidence` (dynamic speculation lookahead): that token is still
+    proposed, the ones after it are not, since the teacher would rarely keep them. The defaults describe a
+    launch-bound GPU step (a verify pass barely grows with k); CPU presets carry measured costs."""
 
     max_tokens: int = 12
     confidence: float = 0.0
-    step_cost: float = 0.35
-    verify_slope: float = 0.2
+    step_cost: float = 0.2
+    verify_base: float = 1.0
+    verify_slope: float = 0.02
     prior: float = 0.6
 
     def length(self, kept: int, rejected: int) -> int:
         """The draft length for a window whose drafts so far had `kept` tokens accepted and `rejected` rejections."""
         alpha = (kept + self.prior * PRIOR_TOKENS) / (kept + rejected + PRIOR_TOKENS)
-        return max(range(1, self.max_tokens + 1),
-                   key=lambda k: expected_tokens(alpha, k) / (1.0 + self.verify_slope * k + self.step_cost * k))
+        return max(range(1, self.max_tokens + 1), key=lambda k: expected_tokens(alpha, k) / (
+            self.verify_base + self.verify_slope * k + self.step_cost * k))
 
 
 class DraftModel:

@@ -13,6 +13,7 @@ import torch
 from core import weights
 from core.checkpoints import load_draft_vocabulary, verify
 from core.errors import ModelUnavailableError
+from core.matmul import use_small_batch_products
 from core.presets import Preset
 from core.results import ModelInfo
 
@@ -175,6 +176,9 @@ def load_models(preset: Preset) -> LoadedModels:
     shared = encoder_matches(teacher, student)
     if shared:
         student.model.encoder = teacher.model.encoder
+    if device.type == "cpu":  # the verify pass then grows slowly with the draft (core/matmul.py)
+        for model in (teacher, student):
+            use_small_batch_products(model.model.decoder)
     if bf16_encoder_wanted(device):
         for encoder in {id(m.model.encoder): m.model.encoder for m in (teacher, student)}.values():
             run_encoder_in_bf16(encoder)

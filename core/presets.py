@@ -21,7 +21,7 @@ class Preset:
     student_english_only: bool = True  # every Distil-Whisper student was distilled on English speech only
     # speculative: how long the student's drafts are, from the cost model (core/draft.py, core/costs.py). On a GPU
     # a decoder step is launch-bound: the verify pass barely grows with the draft and a 2-layer step is cheap.
-    draft: DraftPolicy = DraftPolicy(step_cost=0.2, verify_slope=0.02)
+    draft: DraftPolicy = DraftPolicy()
     # the chunked algorithm's longest window: windows are cut at pauses (core/windows.py), so no overlap is
     # lost and a full window is cheapest (every window costs a 30 s encoder pass); faster-whisper's batched
     # pipeline uses 30 s too, and so do the hub presets, whose students were trained on 30 s windows.
@@ -32,9 +32,9 @@ class Preset:
 # 15 / 20 / 25 / 30 s (sequential 4.7%), but the local student's is 24.3% at 20 s against 39.7% at 30 s (it drifts
 # and loops late in a full window) and it runs 1.27x the teacher's speed there against 0.96x: 20 s it is.
 LOCAL_CHUNK_LENGTH_S = 20.0
-# The local student drafting on a CPU, the int8 lean step (core/draft.py); costs from `python -m core.bench --costs`
-# (docs/benchmarks.md): fp32 on two cores is compute-bound in the verify pass, so it grows with the draft.
-LOCAL_DRAFT = DraftPolicy(step_cost=0.2, verify_slope=0.2, confidence=0.0)
+# The local student drafting on a CPU (the int8 lean step of core/draft.py): costs fitted to `python -m core.bench`'s
+# cost table and the confidence stop chosen by tools/tune_draft.py on held-out real speech (docs/benchmarks.md).
+LOCAL_DRAFT = DraftPolicy(step_cost=0.23, verify_base=1.0, verify_slope=0.2, confidence=0.5)
 
 
 PRESETS = {

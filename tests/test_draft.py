@@ -77,8 +77,8 @@ def test_int8_draft_keeps_the_students_choices(arena, jfk):
 def test_expected_tokens_and_draft_length_follow_the_cost_model():
     assert expected_tokens(0.0, 5) == 1.0 and expected_tokens(1.0, 5) == 6.0
     assert expected_tokens(0.5, 2) == pytest.approx(1 + 0.5 + 0.25)
-    cheap = DraftPolicy(step_cost=0.05, verify_slope=0.02)
-    dear = DraftPolicy(step_cost=0.5, verify_slope=0.3)
+    cheap = DraftPolicy(step_cost=0.05, verify_base=1.0, verify_slope=0.02)
+    dear = DraftPolicy(step_cost=0.5, verify_base=1.0, verify_slope=0.3)
     assert cheap.length(kept=90, rejected=10) > dear.length(kept=90, rejected=10)
     lengths = [cheap.length(kept=k, rejected=20) for k in (0, 20, 80, 400)]
     assert lengths == sorted(lengths) and lengths[-1] > lengths[0]  # longer drafts as acceptance rises
@@ -118,3 +118,4 @@ def test_cost_table_has_every_draft_length(arena):
     assert "V(12)" in costs.markdown(table, "test CPU")
     policy = table.policy(DraftPolicy())
     assert policy.step_cost == round(table.draft_step, 3) and policy.verify_slope == round(table.verify_slope, 3)
+    assert policy.verify_base + policy.verify_slope * 6.5 == pytest.approx(sum(table.verify) / len(table.verify), abs=2e-3)

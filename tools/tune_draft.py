@@ -25,7 +25,7 @@ from core.draft import DraftModel, DraftPolicy  # noqa: E402
 from core.engine import Arena, Options  # noqa: E402
 from core.windows import features  # noqa: E402
 
-CONFIDENCES = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+CONFIDENCES = (0.0, 0.3, 0.5, 0.7)
 
 
 def dev_windows(run: Path, limit: int) -> list[Path]:
