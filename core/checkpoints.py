@@ -4,7 +4,7 @@ Set-up (core/weights.py, core/student.py), the model loader (core/models.py) and
 (core/distill/ship.py) all read these; keeping them here lets none of those import another.
 
     assets/student/decoder.safetensors     the trained decoder tensors (fp16) and their metadata
-    assets/student/draft_vocabulary.json   the token ids the student drafts from (core/decoding.DraftModel)
+    assets/student/draft_vocabulary.json   the token ids the student drafts from (core/draft.py)
     assets/student/MODEL_CARD.md           data, voices, compute, losses, WER, acceptance, speed
 """
 

@@ -16,8 +16,8 @@ Pluggable parts:
   window's seed and the position. That makes Whisper's temperature fallback deterministic: the teacher and
   speculative decoding sample the same tokens, and a draft sampled with the same noise is usually accepted.
 - `LoopGuard`: a block of tokens repeated past a limit ends the window (kept once), the same for every mode.
-- `DraftModel`: the student decoder proposing tokens from its own KV cache; it projects only its last
-  position, onto its draft vocabulary when it has one (exact: the teacher verifies over every token).
+- `DraftModel` (core/draft.py): the student's lean decoder step proposing tokens from its own caches, and the
+  policy that sizes each draft from the cost model; exact whatever it proposes: the teacher verifies every token.
 
 Greedy rows batch (finished rows are padded with end-of-text); with a draft model the batch is one window.
 Whisper's no-speech probability is read from the first step's logits at the start-of-transcript position,

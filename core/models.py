@@ -34,7 +34,7 @@ class LoadedModels:
     dtype: torch.dtype
     attention: str
     shared_encoder: bool
-    draft_vocabulary: list[int] | None = None  # tokens the student drafts from (speculative.py)
+    draft_vocabulary: list[int] | None = None  # tokens the student drafts from (core/draft.py)
 
     def info(self) -> ModelInfo:
         def millions(module) -> float:
