@@ -18,6 +18,7 @@ vocabulary in its own precision, so a cheaper, slightly different draft only cha
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -37,7 +38,9 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None, int8: bool) -> nn.M
         return layer
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    return quantize_dynamic(nn.Sequential(layer), {nn.Linear: per_channel_dynamic_qconfig})[0]
+    with warnings.catch_warnings():  # torch deprecates its quantized tensors for torchao; still the fastest here
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize_dynamic(nn.Sequential(layer), {nn.Linear: per_channel_dynamic_qconfig})[0]
 
 
 def _bias(linear: nn.Linear) -> torch.Tensor:
