@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 COLUMNS = 8  # positions per product: wider products fall back to the packing path
+MAX_ROWS = 16  # past a decoding step's few positions (a batch of windows, the encoder frames) the plain product
 
 
 def project(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -29,8 +30,8 @@ def project(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     with every drafted token. As `weight @ hidden.T` with 2 to COLUMNS columns per product it streams
     the weights once per product, at memory speed; one position is padded to two (docs/benchmarks.md has the
     measured table). A GPU runs either form well: it gets the plain product."""
-    if weight.device.type != "cpu":
-        return hidden @ weight.T
+    if weight.device.type != "cpu" or hidden.shape[:-1].numel() > MAX_ROWS:
+        return hidden @ weight.T  # many rows (the encoder frames' cross-attention keys): packing pays for itself
     flat = hidden.reshape(-1, hidden.shape[-1])
     rows = len(flat)
     if rows == 1:
