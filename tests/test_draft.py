@@ -118,4 +118,5 @@ def test_cost_table_has_every_draft_length(arena):
     assert "V(12)" in costs.markdown(table, "test CPU")
     policy = table.policy(DraftPolicy())
     assert policy.step_cost == round(table.draft_step, 3) and policy.verify_slope == round(table.verify_slope, 3)
-    assert policy.verify_base + policy.verify_slope * 6.5 == pytest.approx(sum(table.verify) / len(table.verify), abs=2e-3)
+    # the fitted line passes through the mean of V(1..12); base and slope are rounded to 3 decimals each
+    assert policy.verify_base + policy.verify_slope * 6.5 == pytest.approx(sum(table.verify) / len(table.verify), abs=4e-3)
