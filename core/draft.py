@@ -97,7 +97,6 @@ class LeanDraft:
         self.layers = [_Layer(layer, int8) for layer in decoder.layers]
         self.norm = copy.deepcopy(decoder.layer_norm)
         self.head = _linear(weight[self.ids], None, int8)
-        self.int8 = int8
 
     @torch.inference_mode()
     def start(self, encoder_states: torch.Tensor) -> DraftState:

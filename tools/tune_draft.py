@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     drafts = {c: DraftModel(models.student, models.draft_vocabulary, table.policy(DraftPolicy(confidence=c)))
               for c in CONFIDENCES}
     totals = {c: [0.0, 0, 0, 0] for c in CONFIDENCES}  # cost, teacher steps, drafted, accepted
-    for path in dev_windows(args.run, args.limit):
+    windows = dev_windows(args.run, args.limit)
+    for path in windows:
         values = features(arena.processor.feature_extractor, load_audio(path)).segment(0)[None]
         with torch.inference_mode():
             states = models.teacher.model.encoder(values.to(models.device, models.dtype)).last_hidden_state
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
                 t[1] += teacher.model_passes
                 t[2] += spec.drafted
                 t[3] += spec.accepted
-    print(f"{len(dev_windows(args.run, args.limit))} dev windows; c = {table.draft_step:.3f} T, "
+    print(f"{len(windows)} dev windows; c = {table.draft_step:.3f} T, "
           f"V slope {table.verify_slope:.3f} T")
     print("| confidence | modelled decode speed vs teacher | acceptance | tokens drafted |")
     print("|---|---|---|---|")
