@@ -66,8 +66,12 @@ def prompt_ids(generation_config, timestamps: bool) -> list[int]:
 def load_teacher(teacher_dir: Path, device: torch.device):
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+    from core.models import bf16_encoder_wanted, run_encoder_in_bf16
+
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     teacher = WhisperForConditionalGeneration.from_pretrained(teacher_dir, dtype=dtype).to(device).eval()
+    if bf16_encoder_wanted(device):  # the encoder output the app's teacher computes on this CPU, in less time
+        run_encoder_in_bf16(teacher.model.encoder)
     return teacher, WhisperProcessor.from_pretrained(teacher_dir)
 
 
