@@ -26,6 +26,7 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
+from core.alignment import TimedWord
 from core.audio import SAMPLE_RATE
 from core.decoding import Decoded, Task
 from core.gate import TEMPERATURES, best_attempt, is_no_speech, needs_fallback
@@ -66,6 +67,7 @@ class SegmentDecode:
     no_speech: bool
     pieces: list[TimedPiece]  # what it says, by segment (one piece without timestamps)
     suspect: bool = False  # still unlikely or repetitive after every fallback (a live update commits none of it)
+    words: list[list[TimedWord]] = field(default_factory=list)  # per piece, in window seconds (core/words.py)
 
     @property
     def kept(self) -> list[int]:
@@ -162,7 +164,7 @@ def _read(runner: Runner, window: Window, seek: int, frames: int, decoded: Decod
         whole = [TimedPiece(0.0, window.seconds, tuple(decoded.tokens))]
         return SegmentDecode(seek, decoded, attempts, False, whole, suspect), frames
     pieces, advance = split_segments(decoded.tokens, runner.timestamp_begin, seek, frames)
-    if advance == frames and frames == N_FRAMES:
+    if advance == frames:
         last = last_timestamp_frames(decoded.tokens, runner.timestamp_begin)
         ahead = window.voiced_s((seek + last) * HOP / SAMPLE_RATE, (seek + frames) * HOP / SAMPLE_RATE)
         if last >= MIN_SEEK_FRAMES and ahead >= MIN_VOICED_AFTER_S:

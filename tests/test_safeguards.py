@@ -6,6 +6,7 @@ import re
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 import pytest
 
 from conftest import AUDIO, manifest
@@ -162,6 +163,41 @@ def test_a_window_that_stops_early_is_decoded_again_in_halves():
     single = Window(regions[:1])
     out = transcribe([single], features, runner, lambda ts: (1,), False)
     assert len(out) == 1 and not out[0].repaired and runner.decoded == [single]
+
+
+class StopsAtFirstPause:
+    """A timestamped decoder that, from the start of a window, says its first 4 s and then "no more speech"
+    (text, then a single final timestamp), and from any later seek says the rest, to the segment's end."""
+
+    batch_size, timestamp_begin = 8, 50364
+
+    def __init__(self):
+        self.seeks = []
+
+    def encode(self, jobs):
+        return np.zeros((len(jobs), 1))
+
+    def decode(self, states, task, jobs):
+        out = []
+        for _, seek, _ in jobs:
+            self.seeks.append(seek)
+            stamp = self.timestamp_begin + (200 if seek == 0 else (1000 - seek) // 2)  # 4 s, or the end
+            tokens = [self.timestamp_begin, 7 if seek == 0 else 9, stamp]
+            out.append(Decoded(tokens, sum_logprob=-0.1, logprob_count=len(tokens) + 1))
+        return out
+
+    def text(self, tokens):
+        return " ".join(f"w{t}" for t in tokens if t < self.timestamp_begin)
+
+
+def test_a_timestamped_decode_that_stops_early_in_a_short_segment_resumes():
+    """A 10 s window (less than one 30 s segment) voiced to its end: a decode that ends at 4 s is resumed
+    there, not taken as the end of the window's speech."""
+    window = Window((Region(0, 10 * SAMPLE_RATE, 0, 10 * SAMPLE_RATE),))
+    features = lambda w: Features(torch.zeros((80, 1000)), 1000)  # noqa: E731
+    runner = StopsAtFirstPause()
+    (out,) = transcribe([window], features, runner, lambda ts: (1,), True)
+    assert runner.seeks == [0, 400] and out.kept.count(9) == 1 and 7 in out.kept
 
 
 # ---- silence, noise and loops, in every mode -----------------------------------------------------
