@@ -10,7 +10,8 @@ import os  # noqa: E402
 
 from ui import models  # noqa: E402 - first of the project imports: spaces must precede torch
 from ui.gpu import ZERO_GPU  # noqa: E402
-from ui.layout import AUDIO_DIR, CSS, QUEUE_SIZE, THEME, build_demo  # noqa: E402
+from ui.layout import AUDIO_DIR, CSS, JS, QUEUE_SIZE, THEME, build_demo  # noqa: E402
+from ui.playback import PLAYBACK_DIR  # noqa: E402
 
 from core.cli import quiet_libraries  # noqa: E402
 from core.engine import Arena  # noqa: E402
@@ -55,8 +56,10 @@ def main(argv: list[str] | None = None) -> None:
         models.warm_up()
     demo = build_demo(arena.info if arena else None, load_error)
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    PLAYBACK_DIR.mkdir(parents=True, exist_ok=True)  # Gradio serves it: the players of timed words read from it
     demo.launch(
-        server_port=args.port, theme=THEME, css=CSS, allowed_paths=[str(AUDIO_DIR)], max_file_size=MAX_UPLOAD,
+        server_port=args.port, theme=THEME, css=CSS, js=JS, allowed_paths=[str(AUDIO_DIR), str(PLAYBACK_DIR)],
+        max_file_size=MAX_UPLOAD,
         prevent_thread_lock=True,
     )
     log.info("ready at %s after a %.1f s cold start", demo.local_url, time.perf_counter() - STARTED)

@@ -8,13 +8,17 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable, Sequence
 
+from core.alignment import TimedWord
 from core.audio import SAMPLE_RATE
 from core.decoding import Decoded
 from core.mode_run import ModeRun
 from core.modes import TRAITS
 from core.prompt import prefix_ids
-from core.results import DraftPass, ModeResult, Segment, Timing, WindowReport
+from core.results import DraftPass, ModeResult, Segment, Timing, WindowReport, Word
 from core.transcribe import WindowTranscript
+from core.windows import Window
+
+EDGE_SNAP_S = 0.5  # most a word's edge at a pause moves to meet the voice the VAD heard
 
 BATCH_NOTE = ("The student and the teacher decode {batch} windows at a time; speculative decoding takes one at a "
               "time, so on long audio batching and speculation compete: its speed-up is against the batched teacher.")
@@ -32,7 +36,7 @@ def mode_result(run: ModeRun, transcripts: list[WindowTranscript], timing: Timin
         mode=run.mode,
         model=preset.student if traits.model == "student" else preset.teacher,
         text=" ".join(t for t in texts if t),
-        segments=segments(transcripts, run.text, audio_s) if options.timestamps else None,
+        segments=segments(transcripts, run.text, audio_s, options.word_timestamps) if options.timestamps else None,
         tokens=sum(len(arena.special.text_only(ids)) for ids in token_ids),
         timing=timing,
         audio_s=audio_s,
@@ -67,22 +71,64 @@ def window_report(transcript: WindowTranscript, text: str) -> WindowReport:
 
 
 def segments(transcripts: list[WindowTranscript], text: Callable[[Sequence[int]], str],
-             total_s: float) -> list[Segment]:
+             total_s: float, with_words: bool = False) -> list[Segment]:
     """Timestamped pieces of every window in clip time (a window's timestamps count from its own start):
-    absolute, monotonic, within the audio."""
+    absolute, monotonic, within the audio. With words, a segment spans its words (their times come from the
+    attention path, finer than the segment's timestamps)."""
     out: list[Segment] = []
     for transcript in transcripts:
         window = transcript.window
         for decode_ in transcript.decodes:
-            for piece in decode_.pieces:
-                words = text(piece.tokens).strip()
-                if not words:
+            for k, piece in enumerate(decode_.pieces):
+                said = text(piece.tokens).strip()
+                if not said:
                     continue
-                start = window.clip_time(piece.start_s)
-                end = window.clip_time(piece.end_s, end=True)
-                start = max(start, out[-1].end if out else 0.0)
-                end = min(max(end, start), total_s)
-                out.append(Segment(round(start, 2), round(end, 2), words))
+                floor = out[-1].end if out else 0.0
+                start = max(window.clip_time(piece.start_s), floor)
+                end = min(max(window.clip_time(piece.end_s, end=True), start), total_s)
+                words = clip_words(decode_.words[k], window, floor, total_s) if with_words else None
+                if words:
+                    start, end = words[0].start_s, words[-1].end_s
+                out.append(Segment(round(start, 2), round(end, 2), said, words))
+    return out
+
+
+def clip_words(timed: Sequence[TimedWord], window: Window, floor: float, total_s: float) -> tuple[Word, ...]:
+    """Words in clip time, each starting where the one before ended at the earliest, within the audio, with
+    their edges at a pause moved to the voice the VAD heard (`voiced_edges`)."""
+    spans = []
+    for w in timed:
+        start = min(max(window.clip_time(w.start_s), floor), total_s)
+        end = min(max(window.clip_time(w.end_s, end=True), start), total_s)
+        spans.append((start, end))
+        floor = end
+    spans = voiced_edges(spans, window)
+    return tuple(Word(w.text, round(a, 2), round(b, 2), round(w.probability, 4)) for w, (a, b) in zip(timed, spans))
+
+
+def voiced_edges(spans: list[tuple[float, float]], window: Window) -> list[tuple[float, float]]:
+    """Word spans (clip seconds) whose edges at a pause sit where the VAD heard voice start or stop.
+
+    The attention path starts at its segment's first frame and runs on across the silences the window left
+    out, and the last word's end is where the path reaches end-of-text, often early. So the first word of a
+    speech region starts at the region's voice (pulled back or forward by at most EDGE_SNAP_S), its last
+    word ends at it, and a word reaching back across a join into the region before starts in its own."""
+    out = list(spans)
+    for i, (start, end) in enumerate(out):
+        voice_from = window.voiced_bounds(end)[0]
+        if start < voice_from < end:
+            start = voice_from
+        previous_end = out[i - 1][1] if i else 0.0
+        if (i == 0 or window.voiced_bounds(previous_end) != window.voiced_bounds(end)) \
+                and voice_from < start <= voice_from + EDGE_SNAP_S:
+            start = max(voice_from, previous_end)
+        voice_to = window.voiced_bounds(start)[1]
+        if start < voice_to < end:
+            end = voice_to
+        last_in_region = i == len(out) - 1 or window.voiced_bounds(out[i + 1][0]) != window.voiced_bounds(start)
+        if last_in_region and end < voice_to <= end + EDGE_SNAP_S:
+            end = min(voice_to, out[i + 1][0]) if i < len(out) - 1 else voice_to
+        out[i] = (start, max(start, end))
     return out
 
 

@@ -5,6 +5,7 @@ Set-up (core/weights.py, core/student.py), the model loader (core/models.py) and
 
     assets/student/decoder.safetensors     the trained decoder tensors (fp16) and their metadata
     assets/student/draft_vocabulary.json   the token ids the student drafts from (core/draft.py)
+    assets/student/alignment_heads.json    the heads that time its words, chosen by measurement (core/distill/heads.py)
     assets/student/MODEL_CARD.md           data, voices, compute, losses, WER, acceptance, speed
 """
 
@@ -17,8 +18,10 @@ from pathlib import Path
 MANIFEST = "MANIFEST.json"
 SHIPPED_FILE = "decoder.safetensors"
 DRAFT_VOCABULARY_FILE = "draft_vocabulary.json"
+ALIGNMENT_HEADS_FILE = "alignment_heads.json"
 MODEL_CARD = "MODEL_CARD.md"
 SHIPPED_FORMAT = "distil-whisper-arena/1"
+SHIPPED_FILES = (SHIPPED_FILE, DRAFT_VOCABULARY_FILE, ALIGNMENT_HEADS_FILE)  # what assembling a student reads
 
 
 def sha256_file(path: Path) -> str:
@@ -60,6 +63,12 @@ def load_draft_vocabulary(student_dir: str | Path) -> list[int] | None:
     return json.loads(path.read_text())["ids"] if path.is_file() else None
 
 
+def load_alignment_heads(shipped_dir: str | Path) -> list[list[int]] | None:
+    """The (layer, head) pairs a shipped student times words with (None: not measured)."""
+    path = Path(shipped_dir) / ALIGNMENT_HEADS_FILE
+    return json.loads(path.read_text())["alignment_heads"] if path.is_file() else None
+
+
 def shipped_available(shipped_dir: Path) -> bool:
     return (Path(shipped_dir) / SHIPPED_FILE).is_file()
 
@@ -72,8 +81,9 @@ def read_shipped_metadata(shipped_dir: Path) -> dict:
 
 
 def shipped_fingerprint(shipped_dir: Path) -> dict[str, str]:
-    """sha256 of each file a student ships (its decoder, its draft vocabulary): what it was assembled from."""
-    return {name: sha256_file(Path(shipped_dir) / name) for name in (SHIPPED_FILE, DRAFT_VOCABULARY_FILE)
+    """sha256 of each file a student ships (its decoder, draft vocabulary, alignment heads): what it was
+    assembled from."""
+    return {name: sha256_file(Path(shipped_dir) / name) for name in SHIPPED_FILES
             if (Path(shipped_dir) / name).is_file()}
 
 

@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", default="all", choices=("all", *MODES))
     run.add_argument("--long-form", default="chunked", choices=("chunked", "sequential"))
     run.add_argument("--timestamps", action="store_true")
+    run.add_argument("--word-timestamps", action="store_true",
+                     help="a start, end and probability per word (implies --timestamps)")
     run.add_argument("--language", default="en", help="language code, or 'auto' to detect with the teacher")
     run.add_argument("--batch-size", type=int, default=8, help="windows the student and the teacher decode together")
     run.add_argument("--json", action="store_true", help="one JSON object per file and mode")
@@ -48,6 +50,8 @@ def _table(file: str, results) -> str:
         )
         for s in r.segments or []:
             rows.append(f"{'':<12} [{s.start:7.2f} -> {s.end:7.2f}] {s.text}")
+            if s.words:
+                rows.append(f"{'':<12} {'':<20} " + " ".join(f"[{w.start_s:.2f}]{w.text.strip()}" for w in s.words))
     return "\n".join(rows)
 
 
@@ -65,6 +69,7 @@ def transcribe(args) -> int:
     options = Options(
         modes=MODES if args.mode == "all" else (args.mode,),
         timestamps=args.timestamps,
+        word_timestamps=args.word_timestamps,
         long_form=args.long_form,
         language=None if args.language == "auto" else args.language,
         batch_size=args.batch_size,

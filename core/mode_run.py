@@ -25,6 +25,7 @@ from core.request import Job, Request
 from core.results import Timing
 from core.transcribe import WindowTranscript, transcribe
 from core.windows import Features, Window
+from core.words import time_words
 
 
 class Engine(Protocol):
@@ -55,7 +56,8 @@ class ModeRun:
         self.batch_size = request.options.batch_size if traits.batches else 1
         self.timestamp_begin = arena.special.timestamp_begin
         self.judge = mode == "student" and request.options.no_speech_rule  # the teacher judges the student's windows
-        self.draft_s = self.verify_s = 0.0  # this mode's own decoding, not shared
+        self.draft_s = self.verify_s = self.words_s = 0.0  # this mode's own work, not shared
+        self.aligner = models.teacher if traits.model == "teacher" else models.student  # who times its words
         self.decodes: list[Decoded] = []  # every decode it ran, fallbacks and repairs included
 
     def transcribe(self, windows: list[Window]) -> list[WindowTranscript]:
@@ -63,9 +65,16 @@ class ModeRun:
         options, arena = self.request.options, self.arena
         head = prompt(arena.config, arena.multilingual, options.language)
         with torch.inference_mode():
-            return transcribe(windows, self.features_of, self, head, options.timestamps,
-                              tuple(prefix_ids(arena.tokenizer, options.prefix)), options.no_speech_rule,
-                              TEMPERATURES if options.fallback else TEMPERATURES[:1])
+            transcripts = transcribe(windows, self.features_of, self, head, options.timestamps,
+                                     tuple(prefix_ids(arena.tokenizer, options.prefix)), options.no_speech_rule,
+                                     TEMPERATURES if options.fallback else TEMPERATURES[:1])
+        if options.word_timestamps:
+            self._time_words(transcripts, head(False))
+        return transcripts
+
+    def _time_words(self, transcripts: list[WindowTranscript], prompt: tuple[int, ...]) -> None:
+        """Word times for every kept decode, at this mode's `words_s`."""
+        self.words_s += time_words(self, transcripts, self.aligner, prompt, self.request.options.batch_size)
 
     def features_of(self, window: Window) -> Features:
         return self.request.features_of(window, self.arena.processor.feature_extractor, self.arena.clock, self.mode)
@@ -113,4 +122,4 @@ class ModeRun:
         request, mode = self.request, self.mode
         return Timing(vad_s=request.plans.charge(mode), features_s=request.features.charge(mode),
                       encoder_s=request.encoded.charge(mode), judge_s=request.language_s + request.judged.charge(mode),
-                      draft_s=self.draft_s, verify_s=self.verify_s)
+                      draft_s=self.draft_s, verify_s=self.verify_s, words_s=self.words_s)

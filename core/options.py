@@ -24,6 +24,11 @@ class Options:
     no_speech_rule: bool = True  # False: the caller knows this audio holds speech (a live utterance already judged)
     vad: bool = True  # plan windows from speech; False: the audio (<= 30 s) is one window (a live buffer is gated already)
     fallback: bool = True  # Whisper's temperature fallback; False: a decode that needs one is marked suspect instead
+    word_timestamps: bool = False  # a start, end and probability per word (implies timestamps)
+
+    def __post_init__(self):
+        if self.word_timestamps and not self.timestamps:  # words are timed inside their segments
+            object.__setattr__(self, "timestamps", True)
 
 
 def algorithm_for(options: Options, audio) -> str:

@@ -6,10 +6,21 @@ from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
+class Word:
+    """One word of a segment, timed from the cross-attention of the model that wrote it (core/alignment.py)."""
+
+    text: str  # as written, with its leading space and punctuation
+    start_s: float  # seconds from the start of the audio
+    end_s: float
+    probability: float  # the model's mean probability of the word's tokens
+
+
+@dataclass(frozen=True)
 class Segment:
     start: float  # seconds from the start of the audio
     end: float
     text: str
+    words: tuple[Word, ...] | None = None  # None: word timing was not asked for
 
 
 @dataclass(frozen=True)
@@ -22,6 +33,7 @@ class Timing:
     judge_s: float = 0.0  # the teacher's no-speech step and language detection, where the mode needed them
     draft_s: float = 0.0  # speculative decoding: the student proposing tokens
     verify_s: float = 0.0  # the decoding loop's own model passes (for speculative: the teacher verifying)
+    words_s: float = 0.0  # word timing: one pass of the deciding model over its own text (core/alignment.py)
 
     @property
     def decode_s(self) -> float:
@@ -29,7 +41,7 @@ class Timing:
 
     @property
     def latency_s(self) -> float:
-        return self.vad_s + self.features_s + self.encoder_s + self.decode_s
+        return self.vad_s + self.features_s + self.encoder_s + self.decode_s + self.words_s
 
 
 @dataclass(frozen=True)

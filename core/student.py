@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from core.checkpoints import (DRAFT_VOCABULARY_FILE, SHIPPED_FILE, SHIPPED_FORMAT, read_shipped_metadata, sha256_file,
-                              shipped_fingerprint, write_manifest)
+from core.checkpoints import (DRAFT_VOCABULARY_FILE, SHIPPED_FILE, SHIPPED_FORMAT, load_alignment_heads,
+                              read_shipped_metadata, sha256_file, shipped_fingerprint, write_manifest)
 
 DEFAULT_DECODER_LAYERS = 2
 
@@ -58,8 +58,19 @@ def create_student(teacher, num_decoder_layers: int = DEFAULT_DECODER_LAYERS):
     student.load_state_dict(student_state)
     student.tie_weights()
     student.generation_config = copy.deepcopy(teacher.generation_config)
+    student.generation_config.alignment_heads = student_alignment_heads(teacher.generation_config, layers)
     student.config.distilled_from_layers = layers
     return student
+
+
+def student_alignment_heads(teacher_config, layers: list[int]) -> list[list[int]] | None:
+    """The teacher's alignment heads that the student kept, renumbered to the student's layers (a head copied
+    from the teacher starts out looking where it looked); None when it kept none (word timing then uses
+    every head of the student's upper half, core/alignment.py). A trained student ships heads of its own,
+    chosen by measurement (ALIGNMENT_HEADS_FILE)."""
+    kept = [[layers.index(layer), head] for layer, head in getattr(teacher_config, "alignment_heads", None) or ()
+            if layer in layers]
+    return kept or None
 
 
 def teacher_fingerprint(teacher) -> str:
@@ -99,6 +110,9 @@ def assemble_student(teacher_dir: Path, shipped_dir: Path, out_dir: Path) -> Pat
             raise ValueError(f"shipped tensor {name} does not fit the student")
     student.load_state_dict(shipped, strict=False)
     student.tie_weights()
+    measured = load_alignment_heads(shipped_dir)
+    if measured:
+        student.generation_config.alignment_heads = measured
     student.config.distil_arena = {"shipped_sha256": sha256_file(shipped_dir / SHIPPED_FILE), "teacher": teacher_dir.name}
     _save_folder(student, teacher_dir, shipped_dir, out_dir)
     return out_dir

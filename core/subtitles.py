@@ -23,10 +23,18 @@ _ARROW_REPLACEMENT = "->"
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+class Word(Protocol):
+    text: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
 class Segment(Protocol):
     start: float  # seconds from the start of the audio
     end: float
     text: str
+    words: Optional[Tuple[Word, ...]]  # None: word timing was not asked for
 
 
 class ModeResult(Protocol):
@@ -35,7 +43,7 @@ class ModeResult(Protocol):
     segments: Optional[List[Segment]]
 
 
-Cue = Tuple[int, int, str]  # start_ms, end_ms, cleaned text
+Cue = Tuple[int, int, str, Optional[List[Tuple[int, int, str, float]]]]  # start_ms, end_ms, text, words (ms) or None
 
 
 def _to_ms(seconds: float) -> int:
@@ -80,14 +88,18 @@ def _cues(segments: Optional[Iterable[Segment]]) -> List[Cue]:
             continue
         start = _to_ms(segment.start)
         end = max(start, _to_ms(segment.end))
-        cues.append((start, end, text))
+        words = getattr(segment, "words", None)
+        timed = None if words is None else [
+            (_to_ms(w.start_s), max(_to_ms(w.start_s), _to_ms(w.end_s)), w.text, w.probability)
+            for w in words if w.text.strip()]
+        cues.append((start, end, text, timed))
     return cues
 
 
 def to_srt(segments: Optional[Iterable[Segment]]) -> str:
     """SubRip: numbered from 1, always HH:MM:SS,mmm."""
     blocks = []
-    for i, (start, end, text) in enumerate(_cues(segments), start=1):
+    for i, (start, end, text, _) in enumerate(_cues(segments), start=1):
         blocks.append(
             f"{i}\n"
             f"{_format_ms(start, True, ',')} --> {_format_ms(end, True, ',')}\n"
@@ -97,11 +109,28 @@ def to_srt(segments: Optional[Iterable[Segment]]) -> str:
 
 
 def to_vtt(segments: Optional[Iterable[Segment]]) -> str:
-    """WebVTT: header, then cues with MM:SS.mmm (hours only when needed), as whisper writes it."""
+    """WebVTT: header, then cues with MM:SS.mmm (hours only when needed), as whisper writes it. With word
+    times, each word after the first carries a timestamp tag (karaoke-style players light it from then on)."""
     blocks = [f"{VTT_HEADER}\n"]
-    for start, end, text in _cues(segments):
+    for start, end, text, words in _cues(segments):
+        if words:
+            text = _tagged(start, end, words)
         blocks.append(f"{_format_ms(start)} --> {_format_ms(end)}\n{text}\n")
     return "\n".join(blocks)
+
+
+def _tagged(start: int, end: int, words: List[Tuple[int, int, str, float]]) -> str:
+    """Cue text with a <MM:SS.mmm> tag before each word that starts strictly inside the cue and after the tag
+    before it (what the WebVTT spec allows; a word without a tag lights with the one before it)."""
+    pieces, last = [], start
+    for word_start, _, word, _ in words:
+        word = " ".join(word.split(" ")).replace("\n", " ").replace(_ARROW, _ARROW_REPLACEMENT)
+        if pieces and last < word_start < end:
+            pieces.append(f"<{_format_ms(word_start)}>{word}")
+            last = word_start
+        else:
+            pieces.append(word)
+    return "".join(pieces).strip()
 
 
 def _result_dict(result: ModeResult) -> Dict[str, Any]:
@@ -113,8 +142,10 @@ def _result_dict(result: ModeResult) -> Dict[str, Any]:
     data["mode"] = result.mode
     data["text"] = (result.text or "").strip()
     data["segments"] = [
-        {"start": start / 1000.0, "end": end / 1000.0, "text": text}
-        for start, end, text in _cues(result.segments)
+        {"start": start / 1000.0, "end": end / 1000.0, "text": text,
+         **({} if words is None else {"words": [
+             {"text": w, "start": a / 1000.0, "end": b / 1000.0, "probability": p} for a, b, w, p in words]})}
+        for start, end, text, words in _cues(result.segments)
     ]
     return data
 

@@ -69,6 +69,13 @@ class Window:
         i = min(max(find(starts, sample) - 1, 0), len(self.regions) - 1)
         return (self.regions[i].start + sample - starts[i]) / SAMPLE_RATE
 
+    def voiced_bounds(self, clip_s: float) -> tuple[float, float]:
+        """Where the VAD heard voice (clip seconds, padding excluded) in the region holding clip time `clip_s`."""
+        sample = clip_s * SAMPLE_RATE
+        region = min(self.regions, key=lambda r: 0 if r.start <= sample <= r.end else min(abs(r.start - sample),
+                                                                                          abs(r.end - sample)))
+        return region.voiced_start / SAMPLE_RATE, region.voiced_end / SAMPLE_RATE
+
     def voiced_s(self, start_s: float = 0.0, end_s: float = float("inf")) -> float:
         """Seconds the VAD found voiced between two window times."""
         total, offset = 0, 0

@@ -1,6 +1,7 @@
 """The web app's API as gradio_client sees it: /transcribe_file and /transcribe_youtube."""
 
 import json
+import re
 import urllib.request
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def test_endpoints_need_only_the_file_or_the_link(client):
     for name, first in (("/transcribe_file", "file"), ("/transcribe_youtube", "url")):
         parameters = endpoints[name]["parameters"]
         assert [p["parameter_name"] for p in parameters] == [first, "modes", "timestamps", "long_form", "language",
-                                                             "reference", "repeats"]
+                                                             "reference", "repeats", "word_timestamps"]
         assert [p["parameter_name"] for p in parameters if not p["parameter_has_default"]] == [first]
 
 
@@ -114,6 +115,20 @@ def test_reference_and_timestamps_give_wer_and_subtitles(client):
     assert "country" in " ".join(text for _, _, text in cues).lower()
     assert parse_vtt(files["jfk.teacher.vtt"].read_text()) == cues
     assert json.loads(files["jfk.teacher.json"].read_text())["text"] == teacher["text"]
+
+
+def test_word_timestamps_reach_the_json_and_the_vtt(client):
+    payload, subtitle_files = client.predict(
+        handle_file(JFK), modes=["teacher"], word_timestamps=True, api_name="/transcribe_file"
+    )
+    (teacher,) = payload["runs"][0]["results"]
+    words = [w for s in teacher["segments"] for w in s["words"]]
+    assert len(words) >= 20 and all(w["start_s"] <= w["end_s"] for w in words)
+    assert teacher["timing"]["words_s"] > 0
+    files = {Path(path).name: Path(path) for path in subtitle_files}
+    data = json.loads(files["jfk.teacher.json"].read_text())
+    assert [w["text"] for s in data["segments"] for w in s["words"]] == [w["text"] for w in words]
+    assert re.search(r"<\d\d:\d\d\.\d{3}> \w", files["jfk.teacher.vtt"].read_text())  # karaoke tags
 
 
 def test_bad_file_is_refused_and_the_app_keeps_serving(client, tmp_path):

@@ -158,6 +158,7 @@ def test_the_arena_view_shows_why_each_mode_is_fast_or_wrong(browser, app_url, a
     expect(page.locator("#timing-chart g.mark-rect.role-mark path").first).to_be_visible()
     assert page.locator("#timing-chart g.mark-rect.role-mark path").count() >= 6  # stacked: several parts per mode
     expect(page.locator("#spread-chart g.mark-symbol.role-mark path")).to_have_count(6)  # 3 modes x 2 runs
+    charts_show_what_they_promise(page)
     expect(page.locator("#metrics-teacher")).to_contain_text("median of 2")
     expect(page.locator("#run-status")).to_contain_text("detected en")
     page.screenshot(path=artifacts / "arena_desktop.png", full_page=True)
@@ -170,6 +171,67 @@ def test_the_arena_view_shows_why_each_mode_is_fast_or_wrong(browser, app_url, a
     assert student_box["width"] <= 400 and page.evaluate("document.documentElement.scrollWidth") <= 420
     page.screenshot(path=artifacts / "arena_phone.png", full_page=True)
     page.close()
+
+
+CHARTS = ("run-chart", "timing-chart", "spread-chart", "history-chart")
+
+
+def charts_show_what_they_promise(page: Page) -> None:
+    """Every mark of every chart is drawn in a colour (a mark without one is invisible: what a chart whose
+    legend Gradio never rebuilt showed), each bar stack spans a width, and every title fits its chart."""
+    for chart in CHARTS:
+        marks = page.locator(f"#{chart} g.role-mark path")
+        assert marks.count(), chart
+        for i in range(marks.count()):
+            mark = marks.nth(i)
+            assert mark.get_attribute("fill") or mark.get_attribute("stroke"), (chart, i)
+        box, title = page.locator(f"#{chart}").bounding_box(), page.locator(f"#{chart} g.role-title text").first
+        title_box = title.bounding_box()
+        assert box["x"] <= title_box["x"] and title_box["x"] + title_box["width"] <= box["x"] + box["width"], (
+            chart, title.inner_text())
+    widths = [page.locator("#timing-chart g.mark-rect.role-mark path").nth(i).bounding_box()["width"]
+              for i in range(page.locator("#timing-chart g.mark-rect.role-mark path").count())]
+    assert min(widths) > 20, widths  # bars, not a collapsed axis
+
+
+def test_words_light_up_as_the_clip_plays_and_a_click_seeks(playwright, app_url, artifacts):
+    """Word timestamps in the page: the teacher's words, lit one after another while the clip plays (at least
+    three), and a click on a word moves the player to that word."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS + ["--autoplay-policy=no-user-gesture-required"])
+    try:
+        page = open_page(browser, app_url)
+        only_teacher(page)
+        page.locator("#word-timestamps input").check()
+        open_tab(page, "Upload")
+        page.locator("#upload-file input[type=file]").set_input_files(JFK)
+        expect(page.locator("#upload-file")).to_contain_text(re.compile(r"jfk\s*\.wav"))
+        page.click("#transcribe-upload")
+        wait_for_run(page, "1/1 modes done")
+        words = page.locator("#words-teacher .word")
+        expect(words.first).to_be_visible()
+        assert words.count() >= 10
+        player = page.locator("#playback-audio")
+        expect(player).to_be_attached()
+        player.evaluate("a => a.play()")
+        lit = []
+        for _ in range(40):  # 6 s of playback
+            now = page.locator("#words-teacher .word-now")
+            if now.count():
+                text = now.first.inner_text().strip()
+                if not lit or lit[-1] != text:
+                    lit.append(text)
+            page.wait_for_timeout(150)
+        assert len(set(lit)) >= 3, lit
+        page.screenshot(path=artifacts / "words.png", full_page=True)
+        target = words.nth(words.count() - 3)
+        start = float(target.get_attribute("data-start"))
+        player.evaluate("a => a.pause()")
+        target.click()
+        page.wait_for_timeout(300)
+        position = player.evaluate("a => a.currentTime")
+        assert start - 0.05 <= position <= start + 1.0, (start, position)
+    finally:
+        browser.close()
 
 
 def test_bad_upload_and_silence_get_clear_messages_in_the_page(browser, app_url, artifacts, media):

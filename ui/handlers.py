@@ -49,25 +49,28 @@ def _gpu_seconds(call: dict) -> int:
 
 
 @gpu_sized(_gpu_seconds)
-def transcribe_upload(file, modes, timestamps, long_form, language, reference, repeats, history,
+def transcribe_upload(file, modes, timestamps, long_form, language, reference, repeats, word_timestamps, history,
                       progress=gr.Progress()):
     source = Source("upload", file=file, missing="Upload an audio or video file first.")
-    yield from _page(source, Form(modes, timestamps, long_form, language, reference, repeats), history, progress)
+    yield from _page(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps),
+                     history, progress)
 
 
 @gpu_sized(_gpu_seconds)
-def transcribe_microphone(recording, modes, timestamps, long_form, language, reference, repeats, history,
+def transcribe_microphone(recording, modes, timestamps, long_form, language, reference, repeats, word_timestamps, history,
                           progress=gr.Progress()):
     source = Source("microphone", file=recording, clip="microphone",
                     missing="Record something first: press Record, speak, then Stop.")
-    yield from _page(source, Form(modes, timestamps, long_form, language, reference, repeats), history, progress)
+    yield from _page(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps),
+                     history, progress)
 
 
 @gpu_sized(_gpu_seconds)
-def transcribe_youtube_video(url, modes, timestamps, long_form, language, reference, repeats, history,
+def transcribe_youtube_video(url, modes, timestamps, long_form, language, reference, repeats, word_timestamps, history,
                              progress=gr.Progress()):
     source = Source("youtube", url=url)
-    yield from _page(source, Form(modes, timestamps, long_form, language, reference, repeats), history, progress)
+    yield from _page(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps),
+                     history, progress)
 
 
 async def live_chunk(chunk, session: LiveSession | None, live_mode):
@@ -83,7 +86,7 @@ async def live_chunk(chunk, session: LiveSession | None, live_mode):
 
 @gpu_sized(_gpu_seconds)
 def live_stop(session: LiveSession | None, compare, modes, timestamps, long_form, language, reference, repeats,
-              history, progress=gr.Progress()):
+              word_timestamps, history, progress=gr.Progress()):
     """Flush the live text; then, if asked, run the chosen modes on the whole recording side by side."""
     with user_errors():
         if session is None:
@@ -93,7 +96,7 @@ def live_stop(session: LiveSession | None, compare, modes, timestamps, long_form
         yield Snapshot(live=live)
         return
     source = Source("microphone", samples=session.recording(), clip="live recording")
-    for snapshot in _page(source, Form(modes, timestamps, long_form, language, reference, repeats), history,
+    for snapshot in _page(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps), history,
                           progress):
         yield replace(snapshot, live=live)
 
@@ -109,21 +112,24 @@ def show_youtube_embed(url):
 
 
 @gpu_sized(_gpu_seconds)
-def transcribe_file(file, modes, timestamps, long_form, language, reference, repeats=1, progress=gr.Progress()):
+def transcribe_file(file, modes, timestamps, long_form, language, reference, repeats=1, word_timestamps=False,
+                    progress=gr.Progress()):
     """Transcribe an audio or video file in each selected mode (student, teacher, speculative).
 
+    `word_timestamps`: each segment also lists its words with start, end and probability (implies timestamps).
     Returns a JSON report (`runs[0].results`: one entry per mode with text, segments, every timing field,
     the speculative trace, word differences and WER; README "Web app and API") and the SRT/VTT/JSON
     subtitle files of the modes that have timestamps.
     """
     source = Source("upload", file=file, missing="Send an audio or video file.")
-    yield from _api(source, Form(modes, timestamps, long_form, language, reference, repeats), progress)
+    yield from _api(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps), progress)
 
 
 @gpu_sized(_gpu_seconds)
-def transcribe_youtube(url, modes, timestamps, long_form, language, reference, repeats=1, progress=gr.Progress()):
+def transcribe_youtube(url, modes, timestamps, long_form, language, reference, repeats=1, word_timestamps=False,
+                       progress=gr.Progress()):
     """Transcribe the audio of one YouTube video in each selected mode; same outputs as /transcribe_file."""
-    yield from _api(Source("youtube", url=url), Form(modes, timestamps, long_form, language, reference, repeats),
+    yield from _api(Source("youtube", url=url), Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps),
                     progress)
 
 

@@ -33,6 +33,39 @@ CSS = """
 .trace .pass { border-right: 2px solid #9ca3af; margin-right: 3px; padding-right: 1px; }
 .trace .tok { white-space: pre-wrap; border-radius: 3px; }
 .diff { line-height: 1.7; overflow-wrap: anywhere; margin-bottom: 0.6em; }
+#playback-audio { width: 100%; }
+.playback-hint { font-size: 0.85em; opacity: 0.75; }
+.words { line-height: 1.9; max-height: 16em; overflow-y: auto; }
+.words .word { cursor: pointer; border-radius: 3px; white-space: pre-wrap; }
+.words .word:hover { text-decoration: underline; }
+.words .word.word-now { background: #fde68a; color: #111827; }
+"""
+# Timed words follow the player: media events do not bubble, so one capturing listener on the document
+# hears every player the page ever shows; a click on a word moves the player there.
+JS = """
+() => {
+  const light = (audio) => {
+    const t = audio.currentTime;
+    document.querySelectorAll('.words').forEach((box) => {
+      let now = null;
+      box.querySelectorAll('.word').forEach((w) => {
+        if (!now && t >= parseFloat(w.dataset.start) && t < parseFloat(w.dataset.end)) now = w;
+      });
+      box.querySelectorAll('.word-now').forEach((w) => { if (w !== now) w.classList.remove('word-now'); });
+      if (now) now.classList.add('word-now');
+    });
+  };
+  ['timeupdate', 'seeked', 'play'].forEach((kind) => document.addEventListener(kind, (e) => {
+    if (e.target && e.target.id === 'playback-audio') light(e.target);
+  }, true));
+  document.addEventListener('click', (e) => {
+    const word = e.target.closest && e.target.closest('.words .word');
+    const audio = document.getElementById('playback-audio');
+    if (!word || !audio) return;
+    audio.currentTime = parseFloat(word.dataset.start);
+    audio.play();
+  });
+}
 """
 
 
@@ -60,6 +93,7 @@ def mode_column(mode: str, info: ModelInfo | None) -> ModeColumn:
             transcript=gr.Textbox(
                 label="Transcript", lines=5, max_lines=12, interactive=False, buttons=["copy"], elem_id=f"transcript-{mode}"
             ),
+            words=gr.HTML(visible=False, elem_id=f"words-{mode}", label="Timed words"),
             metrics=gr.Markdown(elem_id=f"metrics-{mode}"),
             analysis=gr.HTML(visible=False, elem_id=f"analysis-{mode}",
                              label="Step by step" if TRAITS[mode].drafts else "Word differences"),
@@ -140,6 +174,10 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
                     timestamps = gr.Checkbox(
                         label="Timestamps (segments and SRT / VTT / JSON files)", value=False, elem_id="timestamps"
                     )
+                    word_timestamps = gr.Checkbox(
+                        label="Word timestamps (each word lit as the clip plays; a click plays from there)",
+                        value=False, elem_id="word-timestamps",
+                    )
                     long_form = gr.Radio(
                         [("Chunked (batched, fast)", "chunked"), ("Sequential (OpenAI's sliding window)", "sequential")],
                         value="chunked", label="Long-form algorithm (audio over 30 s)", elem_id="long-form",
@@ -154,25 +192,27 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
                     reference.render()
 
             run_status = gr.Markdown(elem_id="run-status")
+            playback = gr.HTML(visible=False, elem_id="playback")
             with gr.Row(equal_height=False):
                 columns = {mode: mode_column(mode, info) for mode in MODES}
-            with gr.Row():
+            with gr.Row():  # two charts a row: room for their titles
                 run_chart = gr.BarPlot(
                     x="mode", y="latency s", color="mode", color_map=_chart_colors(),
                     sort=[TRAITS[m].title for m in MODES], y_lim=[0, None], y_title="latency (s)",
-                    title="Latency of this run (lower is faster)", height=260, elem_id="run-chart",
+                    title="Latency (lower is faster)", height=260, elem_id="run-chart",
                 )
                 timing_chart = gr.BarPlot(
                     x="mode", y="seconds", color="part", sort=[TRAITS[m].title for m in MODES], y_lim=[0, None],
-                    title="Where the time goes (each mode charged as if alone)", height=260, elem_id="timing-chart",
+                    title="Where the time goes (each mode alone)", height=260, elem_id="timing-chart",
                 )
+            with gr.Row():
                 spread_chart = gr.ScatterPlot(
-                    x="mode", y="latency s", color="mode", color_map=_chart_colors(), y_lim=[0, None], visible=False,
-                    title="Every repeated run (spread)", height=260, elem_id="spread-chart",
+                    x="mode", y="latency s", color="mode", color_map=_chart_colors(), y_lim=[0, None],
+                    title="Every run of this request", height=260, elem_id="spread-chart",
                 )
                 history_chart = gr.ScatterPlot(
                     x="run", y="RTFx", color="mode", color_map=_chart_colors(), y_lim=[0, None],
-                    title="RTFx per run this session (higher is faster)", height=260, elem_id="history-chart",
+                    title="RTFx per run (higher is faster)", height=260, elem_id="history-chart",
                 )
             history_table = gr.Dataframe(
                 headers=render.HISTORY_COLUMNS, label="Runs this session", interactive=False, elem_id="history-table"
@@ -192,11 +232,11 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
 
         # ---- events ----
         view = PageView(
-            columns=columns, run_status=run_status, run_chart=run_chart, timing_chart=timing_chart,
+            columns=columns, run_status=run_status, playback=playback, run_chart=run_chart, timing_chart=timing_chart,
             spread_chart=spread_chart, raw_json=raw_json, run_export=run_export, history_table=history_table,
             history_chart=history_chart, history=history, live_text=live_text, live_session=live_session,
         )
-        options = [modes, timestamps, long_form, language, reference, repeats]
+        options = [modes, timestamps, long_form, language, reference, repeats, word_timestamps]
         page_event = dict(outputs=view.outputs, concurrency_id=MODELS, api_visibility="private",
                           show_progress_on=[run_status])
         upload_button.click(view.shows(handlers.transcribe_upload), [upload, *options, history], **page_event)

@@ -19,7 +19,7 @@ IDENTICAL_BADGES = {True: "identical to teacher ✔", False: "differs ✘", None
 HISTORY_COLUMNS = ["run", "clip", "preset", "audio s", "mode", "latency s", "RTFx", "WER"]
 SEGMENT_COLUMNS = ["start", "end", "text"]
 TIMING_PARTS = (("features", ("vad_s", "features_s")), ("encoder", ("encoder_s",)), ("judge", ("judge_s",)),
-                ("drafting", ("draft_s",)), ("decoding / verifying", ("verify_s",)))
+                ("drafting", ("draft_s",)), ("decoding / verifying", ("verify_s",)), ("word timing", ("words_s",)))
 # the speculative trace: a kept draft token, the first rejected one, the teacher's own token
 ACCEPTED = ("#166534", "#dcfce7")
 REJECTED = ("#b91c1c", "#fee2e2")
@@ -143,6 +143,8 @@ def metrics_markdown(run: Run, mode: str) -> str:
         ("Tokens/s", f"{result.tokens / latency:.1f} ({result.tokens} tokens)" if latency > 0 else "–"),
         ("Features / encoder / decode", f"{t.vad_s + t.features_s:.2f} / {t.encoder_s:.2f} / {t.decode_s:.2f} s"),
     ]
+    if t.words_s > 0:
+        rows.append(("Word timing", f"{t.words_s:.2f} s ({t.words_s / latency:.0%} of the latency)"))
     speedup = run.speedup_vs_teacher(mode)
     if speedup is not None and mode != "teacher":
         teacher = run.results["teacher"]
@@ -254,6 +256,27 @@ def segments_frame(result: ModeResult | None) -> pd.DataFrame | None:
     return pd.DataFrame(
         [(round(s.start, 2), round(s.end, 2), s.text) for s in result.segments], columns=SEGMENT_COLUMNS
     )
+
+
+def words_html(result: ModeResult | None) -> str:
+    """The transcript as timed words: the page's script lights the word being spoken while the clip plays
+    and moves the player to a word clicked (empty without word times)."""
+    words = [w for s in (result.segments or []) for w in (s.words or [])] if result else []
+    if not words:
+        return ""
+    spans = "".join(
+        f'<span class="word" data-start="{w.start_s:.2f}" data-end="{w.end_s:.2f}" '
+        f'title="{w.start_s:.2f}–{w.end_s:.2f} s · p {w.probability:.2f}">{html.escape(w.text)}</span>'
+        for w in words)
+    return f'<div class="words" title="Click a word to play from there">{spans}</div>'
+
+
+def playback_html(url: str | None) -> str:
+    """The clip's player, the one the timed words follow."""
+    if not url:
+        return ""
+    return (f'<audio id="playback-audio" controls preload="auto" src="{html.escape(url)}"></audio>'
+            '<div class="playback-hint">Timed words light up as the clip plays; click a word to jump there.</div>')
 
 
 def latency_frame(run: Run) -> pd.DataFrame:

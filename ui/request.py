@@ -21,6 +21,7 @@ from core.modes import MODES
 from core.subtitles import SUBTITLE_FORMATS, write_subtitles
 from core.youtube import fetch_audio
 from ui.models import max_seconds, refusal, require_arena
+from ui.playback import write_playback
 from ui.run import Run
 
 MAX_REPEATS = 5
@@ -47,6 +48,7 @@ class Form:
     language: str | None
     reference: str | None
     repeats: object
+    word_timestamps: bool | None = False  # implies timestamps
 
     def options(self) -> Options:
         chosen = tuple(mode for mode in MODES if mode in (self.modes or ()))
@@ -55,6 +57,7 @@ class Form:
         return Options(
             modes=chosen,
             timestamps=bool(self.timestamps),
+            word_timestamps=bool(self.word_timestamps),
             long_form=self.long_form or "chunked",
             language=None if self.language == "auto" else (self.language or "en"),
         )
@@ -106,6 +109,8 @@ def stream_run(source: Source, form: Form, out_dir: str, progress) -> Iterator[R
     repeats = form.repeat_count()
     arena = require_arena()
     run = Run(clip, source.kind, arena.info, duration_s(audio), options, form.reference or "", repeats)
+    if options.word_timestamps:
+        run.playback = write_playback(audio)
     yield run
 
     for round_ in range(repeats):

@@ -25,6 +25,7 @@ class Run:
     results: dict[str, ModeResult] = field(default_factory=dict)
     latencies: dict[str, list[float]] = field(default_factory=dict)
     subtitles: dict[str, list[Path]] = field(default_factory=dict)
+    playback: str | None = None  # the clip's URL for the page's player (word times only)
 
     @property
     def modes(self) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ class ModeColumn:
     """One mode's results."""
 
     transcript: gr.Textbox
+    words: gr.HTML  # the transcript as timed words, following the player (word timestamps only)
     metrics: gr.Markdown
     analysis: gr.HTML  # speculative: the trace of teacher passes; the others: word differences
     segments: gr.Dataframe
@@ -32,15 +33,17 @@ class ModeColumn:
 
     @property
     def outputs(self) -> list:
-        return [self.transcript, self.metrics, self.analysis, self.segments, self.subtitles]
+        return [self.transcript, self.words, self.metrics, self.analysis, self.segments, self.subtitles]
 
     def update(self, run: Run, mode: str) -> dict:
         result = run.results.get(mode)
         segments = render.segments_frame(result)
         files = [str(path) for path in run.subtitles.get(mode, [])]
         analysis = render.analysis_html(run, mode)
+        words = render.words_html(result)
         return {
             self.transcript: result.text if result else "",
+            self.words: gr.update(value=words, visible=bool(words)),
             self.metrics: render.metrics_markdown(run, mode),
             self.analysis: gr.update(value=analysis, visible=bool(analysis)),
             self.segments: gr.update(value=segments, visible=segments is not None),
@@ -54,6 +57,7 @@ class PageView:
 
     columns: dict[str, ModeColumn]  # by mode
     run_status: gr.Markdown
+    playback: gr.HTML  # the clip's player, when words are timed
     run_chart: gr.BarPlot
     timing_chart: gr.BarPlot
     spread_chart: gr.ScatterPlot
@@ -68,7 +72,8 @@ class PageView:
     @property
     def outputs(self) -> list:
         """What a run updates."""
-        return [*(c for column in self.columns.values() for c in column.outputs), self.run_status, self.run_chart,
+        return [*(c for column in self.columns.values() for c in column.outputs), self.run_status, self.playback,
+                self.run_chart,
                 self.timing_chart, self.spread_chart, self.raw_json, self.run_export, self.history_table,
                 self.history_chart, self.history]
 
@@ -102,9 +107,10 @@ class PageView:
             updates |= self.columns[mode].update(run, mode)
         return updates | {
             self.run_status: render.run_status(run),
+            self.playback: gr.update(value=render.playback_html(run.playback), visible=bool(run.playback)),
             self.run_chart: _chart(render.latency_frame(run), "latency s"),
             self.timing_chart: _chart(render.timing_frame(run), "seconds", stacked=True),
-            self.spread_chart: gr.update(value=render.spread_frame(run), visible=run.repeats > 1),
+            self.spread_chart: _chart(render.spread_frame(run), "latency s"),
             self.raw_json: render.payload(run),
         }
 

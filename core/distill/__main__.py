@@ -6,6 +6,7 @@ Stages (each resumable; `all` runs them in order and skips what is done):
   label     teacher pseudo-labels + WER filter + encoder/top-k cache            -> RUN/labels
   train     Distil-Whisper objective on the cache (accelerate; GPU if present)  -> RUN/train
   export    latest checkpoint -> shipped fp16 decoder + assembled student       -> RUN/shipped, RUN/student
+  heads     the student's alignment heads, measured on held-out windows         -> RUN/shipped (export runs it)
   eval      WER, speed, speculative acceptance through the app's Arena          -> RUN/eval.json
   ship      copy the shipped decoder and its model card into the repository     -> assets/student
   assemble  teacher + shipped decoder -> full student folder (what set-up does)
@@ -136,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     add("train", "train the student's decoder on the cache", _train_args)
     add("export", "latest checkpoint -> RUN/shipped (fp16 decoder) + RUN/student (assembled)")
     add("eval", "WER, speed and acceptance through the app's Arena", _eval_args)
+    heads = add("heads", "measure which of a student's heads time words as the teacher's do")
+    heads.add_argument("--student", type=Path, default=None, help="student folder (default: RUN/student)")
+    heads.add_argument("--to", type=Path, default=None, help="where alignment_heads.json goes (default: RUN/shipped)")
     ship = add("ship", "copy RUN/shipped + model card into the repository")
     ship.add_argument("--to", type=Path, default=DEFAULT_SHIP_TO)
     assemble = add("assemble", "teacher + shipped decoder -> full student folder (--out)")
@@ -222,6 +226,12 @@ def _eval(args, run, report):
     report("eval:\n" + format_summary(result["summary"]))
 
 
+def _heads(args, run, report):
+    from core.distill.heads import choose_heads
+
+    choose_heads(run, args.teacher, args.student or run / "student", args.to or run / "shipped", report)
+
+
 def _ship(args, run, report):
     from core.distill.ship import publish
 
@@ -249,7 +259,7 @@ def _create(args, run, report):
     report(f"create: {run} (decoder layers {student.config.distilled_from_layers} of {args.teacher})")
 
 
-_STAGES = {"data": _data, "real": _real, "label": _label, "train": _train, "export": _export, "eval": _eval, "ship": _ship,
+_STAGES = {"data": _data, "real": _real, "label": _label, "train": _train, "export": _export, "eval": _eval, "heads": _heads, "ship": _ship,
            "assemble": _assemble, "create": _create}
 
 if __name__ == "__main__":

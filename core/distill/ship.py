@@ -23,8 +23,9 @@ from typing import Callable
 
 import torch
 
-from core.checkpoints import DRAFT_VOCABULARY_FILE, MODEL_CARD, SHIPPED_FILE, SHIPPED_FORMAT, shipped_available
+from core.checkpoints import MODEL_CARD, SHIPPED_FILE, SHIPPED_FILES, SHIPPED_FORMAT, shipped_available
 from core.distill.draft_vocabulary import write_draft_vocabulary
+from core.distill.heads import choose_heads
 # set-up assembles the student without the training pipeline: the runtime half lives in core/student.py
 from core.student import assemble_student, create_student, load_teacher, teacher_fingerprint  # noqa: F401
 
@@ -81,6 +82,8 @@ def export(run: Path, teacher_dir: Path, progress: Callable[[str], None] = print
     progress(f"export: draft vocabulary of {vocabulary['size']} tokens "
              f"({vocabulary['label_token_coverage']:.2%} of label tokens)")
     student_dir = assemble_student(teacher_dir, run / "shipped", run / "student")
+    choose_heads(run, teacher_dir, student_dir, run / "shipped", progress)
+    student_dir = assemble_student(teacher_dir, run / "shipped", run / "student")  # with the heads chosen
     progress(f"export: full student assembled in {student_dir}")
     return run / "shipped", student_dir
 
@@ -94,7 +97,7 @@ def publish(run: Path, to: Path, progress: Callable[[str], None] = print) -> Pat
         raise RuntimeError(f"nothing exported in {run / 'shipped'}: run `python -m core.distill export` first")
     write_model_card(run, run / "shipped" / MODEL_CARD)
     to.mkdir(parents=True, exist_ok=True)
-    for name in (SHIPPED_FILE, DRAFT_VOCABULARY_FILE, MODEL_CARD):
+    for name in (*SHIPPED_FILES, MODEL_CARD):
         if (run / "shipped" / name).is_file():
             shutil.copyfile(run / "shipped" / name, to / name)
     progress(f"ship: {to / SHIPPED_FILE} ({(to / SHIPPED_FILE).stat().st_size / 1e6:.1f} MB) and {to / MODEL_CARD}")
