@@ -133,3 +133,19 @@ def word_diff(reference: str, hypothesis: str) -> list[tuple[str, str, str]]:
         else:
             out += [(chunk.type, a, b) for a, b in zip(r, h)]
     return out
+
+
+LOUD_DB = -20.0  # an utterance's speech, by energy: 50 ms frames within this many dB of its loudest
+
+
+def loud_span(audio, sample_rate: int = 16000, db: float = LOUD_DB) -> tuple[float, float]:
+    """(start, end) seconds of the first and last 50 ms frame of `audio` within `db` of its loudest frame: where
+    a clean recorded utterance starts and ends, by energy alone (the reference that word times are checked
+    against, independent of the VAD that cuts the app's windows)."""
+    import numpy as np
+
+    frame = sample_rate // 20
+    n = len(audio) // frame
+    rms = np.sqrt((np.asarray(audio[: n * frame], dtype=np.float64).reshape(n, frame) ** 2).mean(1))
+    loud = np.nonzero(rms >= rms.max() * 10 ** (db / 20))[0]
+    return loud[0] * frame / sample_rate, (loud[-1] + 1) * frame / sample_rate

@@ -9,6 +9,7 @@ import torch
 
 from core.alignment import TimedWord, align, dtw, heads_of, merge_punctuation, split_words
 from core.audio import SAMPLE_RATE, load_audio
+from core.metrics import loud_span
 from core.options import Options
 from core.results import Segment, Word
 from core.student import student_alignment_heads
@@ -120,16 +121,6 @@ def test_vtt_tags_words_and_srt_keeps_one_cue_per_segment():
     assert "words" not in data["segments"][1]
 
 
-def speech_bounds(audio: np.ndarray) -> tuple[float, float]:
-    """First and last 50 ms frame of an utterance within LOUD_DB of its loudest: its speech, by energy alone
-    (independent of the VAD the app cuts windows with)."""
-    frame = SAMPLE_RATE // 20
-    n = len(audio) // frame
-    rms = np.sqrt((audio[: n * frame].reshape(n, frame) ** 2).mean(1))
-    loud = np.nonzero(rms >= rms.max() * 10 ** (LOUD_DB / 20))[0]
-    return loud[0] * frame / SAMPLE_RATE, (loud[-1] + 1) * frame / SAMPLE_RATE
-
-
 @pytest.fixture(scope="module")
 def joined():
     """The utterances joined with PAUSE_S of silence, and each one's true speech (start, end) in the join."""
@@ -137,7 +128,7 @@ def joined():
     pieces, truth, offset = [], [], 0.0
     for name in UTTERANCES:
         audio = load_audio(AUDIO / by_id[name]["file"])
-        start, end = speech_bounds(audio)
+        start, end = loud_span(audio)  # the utterance's speech, by energy alone
         truth.append((offset + start, offset + end))
         pieces += [audio, np.zeros(int(PAUSE_S * SAMPLE_RATE), np.float32)]
         offset += len(audio) / SAMPLE_RATE + PAUSE_S
