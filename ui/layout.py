@@ -108,6 +108,30 @@ def mode_column(mode: str, info: ModelInfo | None) -> ModeColumn:
         )
 
 
+def charts() -> tuple[gr.BarPlot, gr.BarPlot, gr.ScatterPlot, gr.ScatterPlot]:
+    """Latency, where the time goes, every run of the request, RTFx per run: two a row, room for their titles."""
+    with gr.Row():
+        run_chart = gr.BarPlot(
+            x="mode", y="latency s", color="mode", color_map=_chart_colors(),
+            sort=[TRAITS[m].title for m in MODES], y_lim=[0, None], y_title="latency (s)",
+            title="Latency (lower is faster)", height=260, elem_id="run-chart",
+        )
+        timing_chart = gr.BarPlot(
+            x="mode", y="seconds", color="part", sort=[TRAITS[m].title for m in MODES], y_lim=[0, None],
+            title="Where the time goes (each mode alone)", height=260, elem_id="timing-chart",
+        )
+    with gr.Row():
+        spread_chart = gr.ScatterPlot(
+            x="mode", y="latency s", color="mode", color_map=_chart_colors(), y_lim=[0, None],
+            title="Every run of this request", height=260, elem_id="spread-chart",
+        )
+        history_chart = gr.ScatterPlot(
+            x="run", y="RTFx", color="mode", color_map=_chart_colors(), y_lim=[0, None],
+            title="RTFx per run (higher is faster)", height=260, elem_id="history-chart",
+        )
+    return run_chart, timing_chart, spread_chart, history_chart
+
+
 def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Blocks:
     """The whole page. Without `info` (models failed to load) it shows the error instead of the controls."""
     ready = info is not None
@@ -195,25 +219,7 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
             playback = gr.HTML(visible=False, elem_id="playback")
             with gr.Row(equal_height=False):
                 columns = {mode: mode_column(mode, info) for mode in MODES}
-            with gr.Row():  # two charts a row: room for their titles
-                run_chart = gr.BarPlot(
-                    x="mode", y="latency s", color="mode", color_map=_chart_colors(),
-                    sort=[TRAITS[m].title for m in MODES], y_lim=[0, None], y_title="latency (s)",
-                    title="Latency (lower is faster)", height=260, elem_id="run-chart",
-                )
-                timing_chart = gr.BarPlot(
-                    x="mode", y="seconds", color="part", sort=[TRAITS[m].title for m in MODES], y_lim=[0, None],
-                    title="Where the time goes (each mode alone)", height=260, elem_id="timing-chart",
-                )
-            with gr.Row():
-                spread_chart = gr.ScatterPlot(
-                    x="mode", y="latency s", color="mode", color_map=_chart_colors(), y_lim=[0, None],
-                    title="Every run of this request", height=260, elem_id="spread-chart",
-                )
-                history_chart = gr.ScatterPlot(
-                    x="run", y="RTFx", color="mode", color_map=_chart_colors(), y_lim=[0, None],
-                    title="RTFx per run (higher is faster)", height=260, elem_id="history-chart",
-                )
+            run_chart, timing_chart, spread_chart, history_chart = charts()
             history_table = gr.Dataframe(
                 headers=render.HISTORY_COLUMNS, label="Runs this session", interactive=False, elem_id="history-table"
             )
