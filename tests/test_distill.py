@@ -19,8 +19,8 @@ from core import weights
 from core.distill import augment, corpus
 from core.distill.data import DataConfig, build, make_window, read_manifest
 from core.distill.label import keep, load_records
-from core.checkpoints import (DRAFT_VOCABULARY_FILE, SHIPPED_FILE, read_shipped_metadata, student_is_current,
-                              verify)
+from core.checkpoints import (ALIGNMENT_HEADS_FILE, DRAFT_VOCABULARY_FILE, SHIPPED_FILE, read_shipped_metadata,
+                              student_is_current, verify)
 from core.distill.ship import MAX_SHIPPED_MB, assemble_student, export
 from core.distill.train import (StepBatches, TrainConfig, distill_loss, is_trainable, latest_checkpoint, load_trained,
                                 read_log, train)
@@ -151,6 +151,10 @@ def test_export_ships_only_the_decoder_and_assembles_the_student(toy_run, tmp_pa
                                                           "model.decoder.embed_positions.weight"):
             assert torch.equal(value, teacher_state[name]), name
     assert student.config.decoder_layers == 2
+    heads = json.loads((shipped_dir / ALIGNMENT_HEADS_FILE).read_text())  # measured on the held-out windows
+    assert heads["windows"] >= 1 and heads["alignment_heads"]
+    assert student.generation_config.alignment_heads == heads["alignment_heads"]
+    assert all(layer < 2 for layer, _ in heads["alignment_heads"]) and heads["error_s"] <= heads["starting_heads_error_s"]
     assert not student_is_current(TEACHER, shipped_dir)  # a folder not assembled from it must be rebuilt
 
 

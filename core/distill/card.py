@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.checkpoints import ALIGNMENT_HEADS_FILE
+
 TEXT_LICENCES = ("Licences: Jane Austen's novels are public domain; WordNet 3.0 (Princeton, WordNet licence); fortunes "
                  "(BSD); voices: espeak-ng (GPL-3), flite/CMU Arctic (BSD-like), festival voices (free), piper joe "
                  "(CC0 dataset).")
@@ -55,6 +57,7 @@ def write_model_card(run: Path, path: Path) -> Path:
         *_compute_section(compute_log(run)),
         *_evaluation_section(_read(run / "eval.json").get("summary", {})),
         *_whole_vocabulary_section(_read(run / "eval_whole_vocabulary.json").get("summary")),
+        *_alignment_heads_section(_read(run / "shipped" / ALIGNMENT_HEADS_FILE)),
         *_reproduce_section(run, data, _latest(log, "loss")),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,6 +193,21 @@ def _evaluation_section(summary: dict) -> list[str]:
         f"{summary['speculative_identical']} clips.",
         "",
         *(f"- [{'x' if ok else ' '}] {goal}" for goal, ok in summary["targets"].items()),
+    ]
+
+
+def _alignment_heads_section(heads: dict) -> list[str]:
+    """`heads` (core/distill/heads.py): which heads time the student's words, and how well."""
+    if not heads:
+        return []
+    return [
+        "",
+        "## Word timing",
+        "",
+        f"Alignment heads (layer, head): {heads['alignment_heads']}, chosen on {heads['windows']} held-out windows: "
+        f"their word boundaries lie {heads['error_s'] * 1000:.0f} ms on average from the teacher's on the teacher's "
+        f"own text (the heads it started with, {heads['starting_heads']}: "
+        f"{heads['starting_heads_error_s'] * 1000:.0f} ms).",
     ]
 
 
