@@ -151,7 +151,7 @@ def _page(source: Source, form: Form, history: list[dict], progress) -> Iterator
 
 def _api(source: Source, form: Form, progress) -> Iterator[tuple[dict, list[str]]]:
     with user_errors(), tempfile.TemporaryDirectory(prefix="arena-api-") as out_dir:
-        for run in stream_run(source, form, out_dir, progress):
+        for run in stream_run(source, form, out_dir, progress, page=False):
             pass
         # yield, not return: out_dir is removed only after Gradio has copied the files to its cache
         yield render.payload(run), [str(path) for mode in MODES for path in run.subtitles.get(mode, [])]

@@ -101,15 +101,16 @@ def _youtube_audio(url, progress) -> tuple[np.ndarray, str]:
         return load_audio(video.path, max_seconds=limit), video.title
 
 
-def stream_run(source: Source, form: Form, out_dir: str, progress) -> Iterator[Run]:
+def stream_run(source: Source, form: Form, out_dir: str, progress, page: bool = True) -> Iterator[Run]:
     """Yield the run once before decoding and again after each mode, with that mode's subtitle files. With
-    repeats > 1 the chosen modes run that many rounds, interleaved (every round runs them all)."""
+    repeats > 1 the chosen modes run that many rounds, interleaved (every round runs them all). `page`: the
+    run is shown in the page (with word times, its player gets the clip; an API call needs none)."""
     options = form.options()
     audio, clip = source.load(progress)
     repeats = form.repeat_count()
     arena = require_arena()
     run = Run(clip, source.kind, arena.info, duration_s(audio), options, form.reference or "", repeats)
-    if options.word_timestamps:
+    if page and options.word_timestamps:
         run.playback = write_playback(audio)
     yield run
 
