@@ -1,22 +1,23 @@
 """The clip a run transcribed, as a file the page's player can fetch: its timed words follow that player.
 
-Written only when word times are asked for, into one folder the app serves (app.py lists it among Gradio's
-allowed paths); files older than KEEP_S are deleted as new ones arrive, as Gradio clears its own cache.
+Written only when word times are asked for, into a folder of Gradio's own cache (a file the app serves back,
+like the subtitles; app.py lists it among Gradio's allowed paths, since Gradio serves only what it wrote
+itself); files older than KEEP_S are deleted as new ones arrive, as Gradio clears its cache.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from gradio.utils import get_upload_folder
 
 from core.audio import SAMPLE_RATE
 
-PLAYBACK_DIR = Path(tempfile.gettempdir()) / "arena-playback"
+PLAYBACK_DIR = Path(get_upload_folder()) / "playback"
 KEEP_S = 2 * 3600
 
 
