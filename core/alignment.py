@@ -17,7 +17,7 @@ rare ties the path, would too.)
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -229,14 +229,10 @@ def bound_long_words(words: list[TimedWord]) -> list[TimedWord]:
         if word.end_s - word.start_s <= longest:
             continue
         if word.text.strip() in SENTENCE_END:
-            out[i] = _retimed(word, word.start_s, word.start_s + longest)
+            out[i] = replace(word, end_s=word.start_s + longest)
         elif out[i - 1].text.strip() in SENTENCE_END:
-            out[i] = _retimed(word, word.end_s - longest, word.end_s)
+            out[i] = replace(word, start_s=word.end_s - longest)
     return out
-
-
-def _retimed(word: TimedWord, start_s: float, end_s: float) -> TimedWord:
-    return TimedWord(word.text, word.tokens, start_s, end_s, word.probability)
 
 
 def is_spaced(language: str | None) -> bool:

@@ -225,11 +225,12 @@ def test_words_light_up_as_the_clip_plays_and_a_click_seeks(playwright, app_url,
         page.screenshot(path=artifacts / "words.png", full_page=True)
         target = words.nth(words.count() - 3)
         start = float(target.get_attribute("data-start"))
-        player.evaluate("a => a.pause()")
+        player.evaluate("a => { a.pause(); a.addEventListener('seeked', () => { window.seekedTo = a.currentTime }, "
+                        "{once: true}); }")
         target.click()
-        page.wait_for_timeout(300)
-        position = player.evaluate("a => a.currentTime")
-        assert start - 0.05 <= position <= start + 1.0, (start, position)
+        page.wait_for_function("() => window.seekedTo !== undefined")
+        position = page.evaluate("() => window.seekedTo")  # where the click moved the player, however busy the machine
+        assert abs(position - start) <= 0.05, (start, position)
     finally:
         browser.close()
 
