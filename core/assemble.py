@@ -41,6 +41,7 @@ def mode_result(run: ModeRun, transcripts: list[WindowTranscript], timing: Timin
         timing=timing,
         audio_s=audio_s,
         algorithm=algorithm,
+        precision=run.precision,
         batch_size=min(run.batch_size, max(len(transcripts), 1)),
         model_passes=sum(d.decoded.model_passes for t in transcripts for d in t.decodes),
         windows=[window_report(t, text) for t, text in zip(transcripts, texts)],

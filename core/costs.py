@@ -146,8 +146,9 @@ def markdown(table: CostTable, device: str) -> str:
 SAMPLE_TEXT = " And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 
 
-def measure_models(models, audio, repeats: int = REPEATS) -> CostTable:
-    """The cost table of a loaded preset (core/models.py), its encoder run once on `audio` (16 kHz)."""
+def measure_models(models, draft: DraftModel, audio, repeats: int = REPEATS) -> CostTable:
+    """The cost table of a loaded preset's teacher (core/models.py) in its precision and `draft`, the encoder
+    run once on `audio` (16 kHz)."""
     from core.prompt import prompt
 
     config = models.teacher.generation_config
@@ -157,6 +158,5 @@ def measure_models(models, audio, repeats: int = REPEATS) -> CostTable:
     features = models.processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt").input_features
     with torch.inference_mode():
         states = models.teacher.model.encoder(features.to(models.device, models.dtype)).last_hidden_state
-    draft = DraftModel(models.student, models.draft_vocabulary, models.preset.draft)
     context = [*head, *(text * 2)[:CONTEXT_TOKENS]]
     return measure(DecoderModel(models.teacher), draft, special, states, context, repeats)

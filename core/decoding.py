@@ -34,7 +34,6 @@ from typing import Callable, Sequence
 import torch
 
 from core.draft import DraftModel
-from core.matmul import project
 
 NEG_INF = float("-inf")
 LOOP_MAX_PERIOD = 48  # longest repeated block (text tokens) the loop guard looks for
@@ -224,17 +223,11 @@ def truncate_cache(cache, length: int) -> None:
 
 
 class DecoderModel:
-    """A Whisper decoder and its output projection, reading tokens into a KV cache.
+    """A Whisper decoder and its output projection, reading tokens into a KV cache."""
 
-    `vocabulary` restricts the projection to those ids (a draft model's shortlist): the logits come back
-    full-size, -inf elsewhere, so every rule and picker works on them unchanged."""
-
-    def __init__(self, model, vocabulary: Sequence[int] | None = None):
+    def __init__(self, model):
         self.decoder = model.model.decoder
-        weight = model.proj_out.weight
-        self.vocab_size = weight.shape[0]
-        self.ids = None if vocabulary is None else torch.tensor(sorted(set(vocabulary)), device=weight.device)
-        self.weight = weight if self.ids is None else weight.detach()[self.ids]
+        self.head = model.proj_out
 
     def logits(self, ids: torch.Tensor, encoder_states: torch.Tensor, cache, positions: Sequence[int] | None = None):
         """(rows, positions, vocab) float logits of `ids` (rows, n) read after what `cache` holds;
@@ -243,12 +236,7 @@ class DecoderModel:
                               use_cache=True).last_hidden_state
         if positions is not None:
             hidden = hidden[:, list(positions)]
-        logits = project(hidden, self.weight).float()
-        if self.ids is None:
-            return logits
-        full = logits.new_full((*logits.shape[:-1], self.vocab_size), NEG_INF)
-        full[..., self.ids] = logits
-        return full
+        return self.head(hidden).float()
 
 
 def first_position_logits(model, token: int, encoder_states: torch.Tensor) -> torch.Tensor:
@@ -271,10 +259,10 @@ def first_position_logits(model, token: int, encoder_states: torch.Tensor) -> to
         cross = layer.encoder_attn
         heads, width = cross.num_heads, cross.head_dim
         q = (cross.q_proj(layer.encoder_attn_layer_norm(hidden)) * cross.scaling).view(rows, heads, width)
-        u = torch.einsum("rhj,hjd->rhd", q, cross.k_proj.weight.view(heads, width, -1))  # W_k^T q per head
+        u = torch.einsum("rhj,hjd->rhd", q, cross.k_proj.weight.to(q.dtype).view(heads, width, -1))  # W_k^T q per head
         weights = torch.softmax(torch.einsum("rhd,rtd->rht", u, encoder_states), dim=-1)
         mixed = torch.einsum("rht,rtd->rhd", weights, encoder_states)  # sum_t p_t e_t per head
-        context = torch.einsum("rhd,hjd->rhj", mixed, cross.v_proj.weight.view(heads, width, -1))
+        context = torch.einsum("rhd,hjd->rhj", mixed, cross.v_proj.weight.to(q.dtype).view(heads, width, -1))
         if cross.v_proj.bias is not None:
             context = context + cross.v_proj.bias.view(heads, width)
         hidden = hidden + cross.out_proj(context.reshape(rows, -1))

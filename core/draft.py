@@ -4,10 +4,12 @@ Speculative decoding only pays when a draft step costs a small fraction of a tea
 core/costs.py). On a CPU a small decoder's step at batch 1 is bound by the bytes it reads and by the
 framework's per-call work, not by arithmetic, so this step reads few bytes and makes few calls:
 
-- weights as plain tensors, the linear layers in int8 (dynamic quantization: int8 weights, activations
-  quantized per call) where the device is a CPU, the attention projections of a layer fused into one matrix;
+- weights as plain tensors, the linear layers in int8 where the device is a CPU (with native bf16: int8
+  weights and bf16 activations, core/precision.py's `Int8Linear`; without: torch's dynamic quantization),
+  the attention projections of a layer fused into one matrix;
 - self-attention keys and values in preallocated buffers (no concatenation, no cache objects), the
-  cross-attention keys and values over the encoder frames computed once per window;
+  cross-attention keys and values over the encoder frames computed once per window; attention on 4-d
+  tensors, which a CPU runs in its fused kernel (3-d ones take the slow reference path);
 - an output head over the draft vocabulary only (the tokens the teacher actually says), its logits scattered
   into a full-size row so Whisper's logit rules apply unchanged.
 
@@ -26,6 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from core.precision import Int8Linear, native_bf16
+
 NEG_INF = float("-inf")
 
 
@@ -36,6 +40,8 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None, int8: bool) -> nn.M
         layer.bias.data.copy_(bias)
     if not int8:
         return layer
+    if native_bf16():
+        return Int8Linear(layer)
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with warnings.catch_warnings():  # torch deprecates its quantized tensors for torchao; still the fastest here
@@ -60,14 +66,14 @@ class _Layer:
         self.out = _linear(attn.out_proj.weight.detach(), _bias(attn.out_proj), int8)
         self.cross_q = _linear(cross.q_proj.weight.detach() * cross.scaling, _bias(cross.q_proj) * cross.scaling, int8)
         self.cross_out = _linear(cross.out_proj.weight.detach(), _bias(cross.out_proj), int8)
-        self.cross_k, self.cross_v = copy.deepcopy(cross.k_proj), copy.deepcopy(cross.v_proj)  # once per window: fp32
+        self.cross_k, self.cross_v = copy.deepcopy(cross.k_proj), copy.deepcopy(cross.v_proj)  # once per window: not int8
         self.fc1 = _linear(layer.fc1.weight.detach(), _bias(layer.fc1), int8)
         self.fc2 = _linear(layer.fc2.weight.detach(), _bias(layer.fc2), int8)
         self.norms = [copy.deepcopy(n) for n in (layer.self_attn_layer_norm, layer.encoder_attn_layer_norm,
                                                  layer.final_layer_norm)]
 
-    def split(self, x: torch.Tensor) -> torch.Tensor:  # (n, d) -> (heads, n, width)
-        return x.view(-1, self.heads, self.width).transpose(0, 1)
+    def split(self, x: torch.Tensor) -> torch.Tensor:  # (n, d) -> (1, heads, n, width)
+        return x.view(1, -1, self.heads, self.width).transpose(1, 2)
 
 
 @dataclass
@@ -98,12 +104,13 @@ class LeanDraft:
         self.norm = copy.deepcopy(decoder.layer_norm)
         self.head = _linear(weight[self.ids], None, int8)
 
+
     @torch.inference_mode()
     def start(self, encoder_states: torch.Tensor) -> DraftState:
         """Caches for one window (`encoder_states`: (1, frames, d))."""
         states = encoder_states[0].to(self.dtype)
         cross = [(layer.split(layer.cross_k(states)), layer.split(layer.cross_v(states))) for layer in self.layers]
-        shape = (self.layers[0].heads, self.max_length, self.layers[0].width) if self.layers else (0,)
+        shape = (1, self.layers[0].heads, self.max_length, self.layers[0].width) if self.layers else (0,)
         def buffer():
             return torch.zeros(shape, device=self.device, dtype=self.dtype)
 
@@ -113,18 +120,18 @@ class LeanDraft:
     def read(self, state: DraftState, tokens: Sequence[int]) -> torch.Tensor:
         """(1, vocab) logits for the token after `tokens`, read after what `state` holds."""
         start, n = state.length, len(tokens)
-        x = self.embed[list(tokens)] + self.positions[start:start + n]
+        x = self.embed[list(tokens)] + self.positions[start:start + n]  # the residual stream stays fp32
         mask = None if n == 1 else torch.ones(n, start + n, dtype=torch.bool, device=self.device).tril(start)
         for layer, keys, values, (cross_k, cross_v) in zip(self.layers, state.keys, state.values, state.cross):
             q, k, v = layer.qkv(layer.norms[0](x)).split(layer.heads * layer.width, dim=-1)
-            keys[:, start:start + n] = layer.split(k)
-            values[:, start:start + n] = layer.split(v)
-            attended = F.scaled_dot_product_attention(layer.split(q), keys[:, :start + n], values[:, :start + n],
+            keys[:, :, start:start + n] = layer.split(k)
+            values[:, :, start:start + n] = layer.split(v)
+            attended = F.scaled_dot_product_attention(layer.split(q), keys[:, :, :start + n], values[:, :, :start + n],
                                                       attn_mask=mask, scale=1.0)
-            x = x + layer.out(attended.transpose(0, 1).reshape(n, -1))
+            x = x + layer.out(attended.transpose(1, 2).reshape(n, -1))
             q = layer.split(layer.cross_q(layer.norms[1](x)))
             attended = F.scaled_dot_product_attention(q, cross_k, cross_v, scale=1.0)
-            x = x + layer.cross_out(attended.transpose(0, 1).reshape(n, -1))
+            x = x + layer.cross_out(attended.transpose(1, 2).reshape(n, -1))
             x = x + layer.fc2(F.gelu(layer.fc1(layer.norms[2](x))))
         state.length = start + n
         logits = self.head(self.norm(x[-1:]))

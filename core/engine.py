@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from core import language
+from core import language, precision
 from core.assemble import mode_result
 from core.audio import SAMPLE_RATE
 from core.decoding import DecoderModel, SpecialTokens
@@ -50,6 +50,7 @@ class Arena:
         self.special = SpecialTokens.from_config(self.config, models.teacher.config.vocab_size)
         self.multilingual = bool(getattr(self.config, "is_multilingual", False))
         self.decoders = {"teacher": DecoderModel(models.teacher), "student": DecoderModel(models.student)}
+        self._in_precision = {models.precision: (models, self.decoders)}
         self.draft = DraftModel(models.student, models.draft_vocabulary, models.preset.draft)
         self.clock = clock_for(models.device)  # every timing reads this clock
         self._info = models.info()
@@ -89,6 +90,7 @@ class Arena:
     ) -> Iterator[ModeResult]:
         """Yield each mode's result as soon as it is done (teacher before speculative, which is compared to it)."""
         chosen = algorithm_for(options, audio)
+        options = replace(options, precision=precision.check(options.precision, self.models.device))
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         request = self._request(audio, options)
         if self.multilingual and (options.language is None or options.vad):
@@ -113,6 +115,17 @@ class Arena:
             yield result
         if progress:
             progress(1.0, "done")
+
+    def in_precision(self, name: str) -> tuple[LoadedModels, dict[str, DecoderModel]]:
+        """The models with both decoders in precision `name` (made on first use, then kept) and their decoders
+        as the decoding loop drives them. The draft model is the same in every precision: the teacher
+        verifies every drafted token in its own."""
+        with self._busy:
+            if name not in self._in_precision:
+                models = self.models.in_precision(name)
+                self._in_precision[name] = models, {"teacher": DecoderModel(models.teacher),
+                                                    "student": DecoderModel(models.student)}
+            return self._in_precision[name]
 
     def detect_language(self, audio: np.ndarray) -> str:
         request = self._request(np.ascontiguousarray(audio, dtype=np.float32), Options())

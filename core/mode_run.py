@@ -38,9 +38,10 @@ class Engine(Protocol):
     config: object  # the teacher's generation config
     special: SpecialTokens
     multilingual: bool
-    decoders: dict[str, DecoderModel]
     draft: DraftModel
     clock: Clock
+
+    def in_precision(self, name: str) -> tuple[LoadedModels, dict[str, DecoderModel]]: ...
 
 
 class ModeRun:
@@ -49,8 +50,10 @@ class ModeRun:
     def __init__(self, arena: Engine, mode: str, request: Request):
         self.arena, self.mode, self.request = arena, mode, request
         traits = TRAITS[mode]
-        models = arena.models
-        self.model = arena.decoders[traits.model]
+        self.precision = request.options.precision or arena.models.precision
+        self.models, decoders = arena.in_precision(self.precision)
+        self.model = decoders[traits.model]
+        models = self.models
         self.encoder = (models.teacher if traits.model == "teacher" else models.student).model.encoder
         self.draft = arena.draft if traits.drafts else None
         self.batch_size = request.options.batch_size if traits.batches else 1
@@ -83,10 +86,10 @@ class ModeRun:
         return self._encode(self.encoder, jobs)
 
     def _encode(self, encoder, jobs: Sequence[Job]) -> torch.Tensor:
-        return self.request.encode(encoder, jobs, self.arena.models, self.arena.clock, self.mode)
+        return self.request.encode(encoder, jobs, self.models, self.arena.clock, self.mode)
 
     def decode(self, states: torch.Tensor, task: Task, jobs: Sequence[Job]) -> list[Decoded]:
-        arena, models = self.arena, self.arena.models
+        arena, models = self.arena, self.models
         draft_states = None
         if self.draft is not None and not models.shared_encoder:
             draft_states = self._encode(models.student.model.encoder, jobs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -14,6 +14,7 @@ from core import weights
 from core.checkpoints import load_draft_vocabulary, verify
 from core.errors import ModelUnavailableError
 from core.matmul import use_small_batch_products
+from core.precision import available, in_precision, native_bf16
 from core.presets import Preset
 from core.results import ModelInfo
 
@@ -35,6 +36,14 @@ class LoadedModels:
     attention: str
     shared_encoder: bool
     draft_vocabulary: list[int] | None = None  # tokens the student drafts from (core/draft.py)
+    precision: str = "fp32"  # the decoders' (core/precision.py); the encoder's shows in `info().dtype`
+
+    def in_precision(self, precision: str) -> "LoadedModels":
+        """These models with both decoders in `precision`, the encoder shared (still one encoder pass)."""
+        if precision == self.precision:
+            return self
+        return replace(self, teacher=in_precision(self.teacher, precision),
+                       student=in_precision(self.student, precision), precision=precision)
 
     def info(self) -> ModelInfo:
         def millions(module) -> float:
@@ -51,6 +60,7 @@ class LoadedModels:
             student_decoder_layers=self.student.config.decoder_layers,
             device=self.device.type.upper() if self.device.type == "cpu" else torch.cuda.get_device_name(self.device),
             dtype=_dtype_name(self.dtype, self.teacher.model.encoder.conv1.weight.dtype),
+            precisions=available(self.device),
             attention=self.attention,
             shared_encoder=self.shared_encoder,
             multilingual=bool(getattr(self.teacher.generation_config, "is_multilingual", False)),
@@ -128,18 +138,14 @@ def encoder_matches(a, b) -> bool:
 
 
 def bf16_encoder_wanted(device: torch.device) -> bool:
-    """On a CPU with native bf16 (AVX512-BF16 or AMX) the encoder runs ~1.6x faster in bf16; elsewhere bf16
-    is emulated and slower. ARENA_CPU_BF16_ENCODER=0/1 overrides the choice."""
+    """On a CPU with native bf16 (AVX512-BF16 or AMX) the encoder runs faster in bf16; elsewhere bf16 is
+    emulated and slower. ARENA_CPU_BF16_ENCODER=0/1 overrides the choice."""
     if device.type != "cpu":
         return False
     choice = os.environ.get(BF16_ENCODER_ENV, "auto").strip().lower()
     if choice in ("0", "1"):
         return choice == "1"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return native_bf16()
 
 
 def run_encoder_in_bf16(encoder) -> None:
@@ -179,10 +185,12 @@ def load_models(preset: Preset) -> LoadedModels:
     if device.type == "cpu":  # the verify pass then grows slowly with the draft (core/matmul.py)
         for model in (teacher, student):
             use_small_batch_products(model.model.decoder)
+            use_small_batch_products(model.proj_out)
     if bf16_encoder_wanted(device):
         for encoder in {id(m.model.encoder): m.model.encoder for m in (teacher, student)}.values():
             run_encoder_in_bf16(encoder)
     log.info("loaded %s: teacher %s, student %s, shared encoder %s, encoder dtype %s", preset.name, teacher_path,
              student_path, shared, teacher.model.encoder.conv1.weight.dtype)
     return LoadedModels(preset, teacher, student, processor, device, dtype, attention, shared,
-                        load_draft_vocabulary(student_path) if Path(student_path).is_dir() else None)
+                        load_draft_vocabulary(student_path) if Path(student_path).is_dir() else None,
+                        available(device)[0])

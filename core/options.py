@@ -25,6 +25,7 @@ class Options:
     vad: bool = True  # plan windows from speech; False: the audio (<= 30 s) is one window (a live buffer is gated already)
     fallback: bool = True  # Whisper's temperature fallback; False: a decode that needs one is marked suspect instead
     word_timestamps: bool = False  # a start, end and probability per word (implies timestamps)
+    precision: str | None = None  # the decoders' precision (core/precision.py); None: the device's default
 
     def __post_init__(self):
         if self.word_timestamps and not self.timestamps:  # words are timed inside their segments

@@ -85,6 +85,7 @@ class ModeResult:
     timing: Timing
     audio_s: float
     algorithm: str  # "short-form", "chunked" or "sequential"
+    precision: str  # the decoders' precision: "fp32", "bf16", "int8" (CPU) or "fp16" (GPU)
     batch_size: int  # windows decoded together at most
     model_passes: int  # forward passes of the model whose choices are the output (the teacher, for speculative)
     windows: list[WindowReport] = field(default_factory=list)
@@ -160,6 +161,7 @@ class ModelInfo:
     student_decoder_layers: int
     device: str
     dtype: str
+    precisions: tuple[str, ...]  # the decoder precisions this device runs, its default first
     attention: str
     shared_encoder: bool
     multilingual: bool

@@ -109,7 +109,7 @@ def test_confidence_stop_keeps_speculative_identical_and_shortens_drafts(arena, 
 
 def test_cost_table_has_every_draft_length(arena):
     """The benchmark's cost table: its shape and its use, never its speed (no timing is asserted)."""
-    table = costs.measure_models(arena.models, load_audio(AUDIO / "jfk.wav"), repeats=1)
+    table = costs.measure_models(arena.models, arena.draft, load_audio(AUDIO / "jfk.wav"), repeats=1)
     assert table.teacher_step_ms > 0 and table.draft_step > 0
     assert len(table.verify) == costs.MAX_K and all(v > 0 for v in table.verify)
     for alpha in costs.ALPHAS:

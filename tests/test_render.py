@@ -7,13 +7,13 @@ from core.results import DraftPass, ModelInfo, ModeResult, Timing, WindowReport
 from ui import render
 from ui.run import Run
 
-INFO = ModelInfo("local", "whisper-base", "distil-whisper-base", 72.6, 55.8, 8.4, 6, 2, "CPU", "float32", "sdpa",
-                 True, True, True)
+INFO = ModelInfo("local", "whisper-base", "distil-whisper-base", 72.6, 55.8, 8.4, 6, 2, "CPU", "float32",
+                 ("fp32", "int8"), "sdpa", True, True, True)
 
 
 def result(mode: str, text: str, **fields) -> ModeResult:
     return ModeResult(mode=mode, model="m", text=text, segments=None, tokens=len(text.split()), timing=Timing(verify_s=1.0),
-                      audio_s=3.0, algorithm="short-form", batch_size=1, model_passes=6,
+                      audio_s=3.0, algorithm="short-form", precision="fp32", batch_size=1, model_passes=6,
                       windows=[WindowReport(0.0, 3.0, text, 0.0, 1, False, False, False)], language="en",
                       detected_language="en", **fields)
 
