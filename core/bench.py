@@ -30,6 +30,7 @@ from core.audio import SAMPLE_RATE, load_audio
 from core.engine import Arena, Options
 from core.metrics import corpus_wer, insertion_rate, repetition_rate
 from core.modes import MODES
+from core.precision import check as check_precision
 from core.report import report, run_entry
 from core.windows import WINDOW_S
 
@@ -133,7 +134,7 @@ def _rotated(items: list, by: int) -> list:
 
 
 def measure(arena: Arena, sets: dict[str, list[Clip]], modes: tuple[str, ...], peers: dict, repeat: int,
-            batch: int, progress=print) -> tuple[dict[str, Runs], list[dict]]:
+            batch: int, precision: str | None = None, progress=print) -> tuple[dict[str, Runs], list[dict]]:
     """Every clip, every row, `repeat` times, interleaved. Returns the rows and the report's run entries."""
     rows = {m: Runs() for m in modes} | {name: Runs() for name in peers}
     batched = BATCHED.format(batch=8)
@@ -149,7 +150,7 @@ def measure(arena: Arena, sets: dict[str, list[Clip]], modes: tuple[str, ...], p
                 for algorithm in algorithms:
                     runs = {}
                     base = Options(modes=modes, long_form="chunked" if algorithm == "short-form" else algorithm,
-                                   batch_size=batch)
+                                   batch_size=batch, precision=precision)
                     order = [*modes] + ([batched] if batched in rows and algorithm == "chunked" else [])
                     for name in _rotated(order, r + index):
                         mode = "teacher" if name == batched else name
@@ -171,14 +172,15 @@ def measure(arena: Arena, sets: dict[str, list[Clip]], modes: tuple[str, ...], p
     return rows, entries
 
 
-def measure_rss(arena: Arena, clips: list[Clip], modes: tuple[str, ...], rows: dict[str, Runs]) -> None:
+def measure_rss(arena: Arena, clips: list[Clip], modes: tuple[str, ...], rows: dict[str, Runs],
+                precision: str | None = None) -> None:
     """Peak RSS per mode on the longest short clip (modes run one after another, so peaks are per mode)."""
     if not clips:
         return
     clip = max(clips, key=lambda c: c.seconds)
     for mode in modes:
         with RssPeak() as rss:
-            arena.transcribe(clip.audio, Options(modes=(mode,)))
+            arena.transcribe(clip.audio, Options(modes=(mode,), precision=precision))
         rows[mode].peak_rss_mb = rss.peak
 
 
@@ -197,7 +199,7 @@ def _ratios(rows: dict[str, Runs], name: str, group: str, algorithm: str) -> tup
     return statistics.median(per_clip), totals
 
 
-def summarise(arena: Arena, rows: dict[str, Runs], sets: dict[str, list[Clip]], batch: int) -> dict:
+def summarise(arena: Arena, rows: dict[str, Runs], sets: dict[str, list[Clip]], batch: int, precision: str) -> dict:
     info = arena.info
     params = {"student": info.student_params_m, "teacher": info.teacher_params_m,
               "speculative": info.teacher_params_m + info.student_decoder_params_m}
@@ -233,7 +235,7 @@ def summarise(arena: Arena, rows: dict[str, Runs], sets: dict[str, list[Clip]], 
         summary[name] = row
     reference_rep = [c.text for g in ("long", "noisy") for c in sets.get(g, [])]
     return {
-        "preset": info.preset, "device": info.device, "dtype": info.dtype, "batch_size": batch,
+        "preset": info.preset, "device": info.device, "dtype": info.dtype, "precision": precision, "batch_size": batch,
         "chunk_length_s": arena.models.preset.chunk_length_s,
         "clips": {g: len(c) for g, c in sets.items()},
         "audio_s": {g: round(sum(c.seconds for c in clips), 1) for g, clips in sets.items()},
@@ -255,7 +257,8 @@ def markdown(summary: dict) -> str:
 
     clips = ", ".join(f"{g} {n} clips / {summary['audio_s'][g]:.0f} s" for g, n in summary["clips"].items())
     lines = [
-        f"preset `{summary['preset']}` on {summary['device']} ({summary['dtype']}); {clips}; chunks of "
+        f"preset `{summary['preset']}` on {summary['device']} ({summary['dtype']}), decoders in "
+        f"{summary['precision']}; {clips}; chunks of "
         f"{summary['chunk_length_s']:g} s; batch size "
         f"{summary['batch_size']} for every mode (the batched-teacher row aside); speculative ≠ teacher: "
         f"{summary['speculative_mismatches']}",
@@ -305,11 +308,12 @@ def plot(summary: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def _costs(arena: Arena, out: Path | None):
+def _costs(arena: Arena, precision: str, out: Path | None):
     from core import costs
 
-    table = costs.measure_models(arena.models, load_audio(REPO / "assets" / "audio" / "jfk.wav"))
-    print(costs.markdown(table, costs.device_name(arena.models)) + "\n", flush=True)
+    models, _ = arena.in_precision(precision)
+    table = costs.measure_models(models, arena.draft, load_audio(REPO / "assets" / "audio" / "jfk.wav"))
+    print(f"Decoders in {precision}. " + costs.markdown(table, costs.device_name(models)) + "\n", flush=True)
     if out:
         out.write_text(json.dumps(table.to_dict(), indent=1))
     return table
@@ -328,6 +332,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=1, help="windows decoded together, every mode")
     parser.add_argument("--chunk-length-s", type=float, help="the chunked algorithm's window length (default: the preset's)")
+    parser.add_argument("--precision", help="the decoders' precision for every mode (default: the device's; "
+                        "core/precision.py)")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
                         help="faster-whisper on the same weights, fp32 and int8 (local preset, when installed)")
     parser.add_argument("--json", type=Path, help="the report (core/report.py schema) with the summary")
@@ -344,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     quiet_libraries()
     arena = Arena.load(args.preset, student=args.student)
+    precision = check_precision(args.precision, arena.models.device)
     if args.chunk_length_s:
         arena.models.preset = replace(arena.models.preset, chunk_length_s=args.chunk_length_s)
     short = [c for c in load_clips(None if str(args.data) == "none" else args.data, args.limit) if c.seconds <= WINDOW_S]
@@ -357,11 +364,11 @@ def main(argv: list[str] | None = None) -> int:
             peers = {name: FasterWhisperPeer(torch.get_num_threads(), kind) for name, kind in PEERS.items()}
         except ImportError:
             print("faster-whisper is not installed: peer columns skipped (pip install -r requirements-dev.txt)")
-    table = _costs(arena, args.costs_json) if (args.costs and "speculative" in args.modes) or args.costs_json else None
+    table = _costs(arena, precision, args.costs_json) if (args.costs and "speculative" in args.modes) or args.costs_json else None
     modes = tuple(m for m in MODES if m in args.modes)
-    rows, entries = measure(arena, sets, modes, peers, args.repeat, args.batch_size)
-    measure_rss(arena, sets.get("short", []), modes, rows)
-    summary = summarise(arena, rows, sets, args.batch_size)
+    rows, entries = measure(arena, sets, modes, peers, args.repeat, args.batch_size, precision)
+    measure_rss(arena, sets.get("short", []), modes, rows, precision)
+    summary = summarise(arena, rows, sets, args.batch_size, precision)
     if table is not None:
         summary["costs"] = table.to_dict()
     print(markdown(summary))

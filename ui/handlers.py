@@ -49,27 +49,27 @@ def _gpu_seconds(call: dict) -> int:
 
 
 @gpu_sized(_gpu_seconds)
-def transcribe_upload(file, modes, timestamps, long_form, language, reference, repeats, word_timestamps, history,
+def transcribe_upload(file, modes, timestamps, long_form, language, reference, repeats, word_timestamps, precision, history,
                       progress=gr.Progress()):
     source = Source("upload", file=file, missing="Upload an audio or video file first.")
-    yield from _page(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps),
+    yield from _page(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps, precision),
                      history, progress)
 
 
 @gpu_sized(_gpu_seconds)
-def transcribe_microphone(recording, modes, timestamps, long_form, language, reference, repeats, word_timestamps, history,
+def transcribe_microphone(recording, modes, timestamps, long_form, language, reference, repeats, word_timestamps, precision, history,
                           progress=gr.Progress()):
     source = Source("microphone", file=recording, clip="microphone",
                     missing="Record something first: press Record, speak, then Stop.")
-    yield from _page(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps),
+    yield from _page(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps, precision),
                      history, progress)
 
 
 @gpu_sized(_gpu_seconds)
-def transcribe_youtube_video(url, modes, timestamps, long_form, language, reference, repeats, word_timestamps, history,
+def transcribe_youtube_video(url, modes, timestamps, long_form, language, reference, repeats, word_timestamps, precision, history,
                              progress=gr.Progress()):
     source = Source("youtube", url=url)
-    yield from _page(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps),
+    yield from _page(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps, precision),
                      history, progress)
 
 
@@ -86,7 +86,7 @@ async def live_chunk(chunk, session: LiveSession | None, live_mode):
 
 @gpu_sized(_gpu_seconds)
 def live_stop(session: LiveSession | None, compare, modes, timestamps, long_form, language, reference, repeats,
-              word_timestamps, history, progress=gr.Progress()):
+              word_timestamps, precision, history, progress=gr.Progress()):
     """Flush the live text; then, if asked, run the chosen modes on the whole recording side by side."""
     with user_errors():
         if session is None:
@@ -96,7 +96,7 @@ def live_stop(session: LiveSession | None, compare, modes, timestamps, long_form
         yield Snapshot(live=live)
         return
     source = Source("microphone", samples=session.recording(), clip="live recording")
-    for snapshot in _page(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps), history,
+    for snapshot in _page(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps, precision), history,
                           progress):
         yield replace(snapshot, live=live)
 
@@ -113,23 +113,25 @@ def show_youtube_embed(url):
 
 @gpu_sized(_gpu_seconds)
 def transcribe_file(file, modes, timestamps, long_form, language, reference, repeats=1, word_timestamps=False,
-                    progress=gr.Progress()):
+                    precision=None, progress=gr.Progress()):
     """Transcribe an audio or video file in each selected mode (student, teacher, speculative).
 
     `word_timestamps`: each segment also lists its words with start, end and probability (implies timestamps).
+    `precision`: the decoders' precision, one of the header's list (e.g. "fp32" or "int8" on a CPU); every
+    mode runs in it (default: the device's).
     Returns a JSON report (`runs[0].results`: one entry per mode with text, segments, every timing field,
     the speculative trace, word differences and WER; README "Web app and API") and the SRT/VTT/JSON
     subtitle files of the modes that have timestamps.
     """
     source = Source("upload", file=file, missing="Send an audio or video file.")
-    yield from _api(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps), progress)
+    yield from _api(source, Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps, precision), progress)
 
 
 @gpu_sized(_gpu_seconds)
 def transcribe_youtube(url, modes, timestamps, long_form, language, reference, repeats=1, word_timestamps=False,
-                       progress=gr.Progress()):
+                       precision=None, progress=gr.Progress()):
     """Transcribe the audio of one YouTube video in each selected mode; same outputs as /transcribe_file."""
-    yield from _api(Source("youtube", url=url), Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps),
+    yield from _api(Source("youtube", url=url), Form(modes, timestamps, long_form, language, reference, repeats, word_timestamps, precision),
                     progress)
 
 

@@ -23,6 +23,7 @@ QUEUE_SIZE = 16  # waiting requests
 CACHE_CLEANUP = (3600, 7200)  # every hour, delete uploads and result files older than two hours
 LIVE_CHUNK_S = 0.5  # asked of Gradio; measured in this page, its microphone sends 0.1 s chunks
 LIVE_TIME_LIMIT_S = 600  # one live session at most (the transcriber's own cap too)
+PRECISION_LABELS = {"fp32": "fp32", "int8": "int8 weights, bf16 activations", "bf16": "bf16", "fp16": "fp16"}
 MODELS = "models"  # the concurrency group of every event that runs the models: one job at a time
 THEME = gr.themes.Soft(primary_hue="blue", secondary_hue="emerald")
 CSS = """
@@ -209,6 +210,12 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
                     language = gr.Radio(
                         [("English", "en"), ("Auto-detect", "auto")], value="en", label="Language", elem_id="language"
                     )
+                    offered = info.precisions if ready else ("fp32",)
+                    precision = gr.Radio(
+                        [(PRECISION_LABELS.get(p, p), p) for p in offered], value=offered[0],
+                        label="Decoder precision (every mode; speculative stays the teacher's output in each)",
+                        elem_id="precision", visible=len(offered) > 1,
+                    )
                     repeats = gr.Slider(
                         1, MAX_REPEATS, value=1, step=1, label="Repeat runs (interleaved): median and spread",
                         elem_id="repeats",
@@ -242,7 +249,7 @@ def build_demo(info: ModelInfo | None, load_error: str | None = None) -> gr.Bloc
             spread_chart=spread_chart, raw_json=raw_json, run_export=run_export, history_table=history_table,
             history_chart=history_chart, history=history, live_text=live_text, live_session=live_session,
         )
-        options = [modes, timestamps, long_form, language, reference, repeats, word_timestamps]
+        options = [modes, timestamps, long_form, language, reference, repeats, word_timestamps, precision]
         page_event = dict(outputs=view.outputs, concurrency_id=MODELS, api_visibility="private",
                           show_progress_on=[run_status])
         upload_button.click(view.shows(handlers.transcribe_upload), [upload, *options, history], **page_event)

@@ -142,6 +142,7 @@ def metrics_markdown(run: Run, mode: str) -> str:
         ("RTFx", f"{result.audio_s / latency:.1f}× real time" if latency > 0 else "–"),
         ("Tokens/s", f"{result.tokens / latency:.1f} ({result.tokens} tokens)" if latency > 0 else "–"),
         ("Features / encoder / decode", f"{t.vad_s + t.features_s:.2f} / {t.encoder_s:.2f} / {t.decode_s:.2f} s"),
+        ("Decoder precision", result.precision),
     ]
     if t.words_s > 0:
         rows.append(("Word timing", f"{t.words_s:.2f} s ({t.words_s / latency:.0%} of the latency)"))

@@ -49,6 +49,7 @@ class Form:
     reference: str | None
     repeats: object
     word_timestamps: bool | None = False  # implies timestamps
+    precision: str | None = None  # the decoders' (core/precision.py); None: the device's default
 
     def options(self) -> Options:
         chosen = tuple(mode for mode in MODES if mode in (self.modes or ()))
@@ -60,6 +61,7 @@ class Form:
             word_timestamps=bool(self.word_timestamps),
             long_form=self.long_form or "chunked",
             language=None if self.language == "auto" else (self.language or "en"),
+            precision=self.precision or None,
         )
 
     def repeat_count(self) -> int:
