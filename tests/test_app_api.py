@@ -10,6 +10,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from core.modes import MODES
+from core.precision import native_bf16
 from tests.subtitle_parsing import parse_srt, parse_vtt
 
 AUDIO = Path(__file__).resolve().parents[1] / "assets" / "audio"
@@ -42,7 +43,7 @@ def test_endpoints_need_only_the_file_or_the_link(client):
     for name, first in (("/transcribe_file", "file"), ("/transcribe_youtube", "url")):
         parameters = endpoints[name]["parameters"]
         assert [p["parameter_name"] for p in parameters] == [first, "modes", "timestamps", "long_form", "language",
-                                                             "reference", "repeats", "word_timestamps"]
+                                                             "reference", "repeats", "word_timestamps", "precision"]
         assert [p["parameter_name"] for p in parameters if not p["parameter_has_default"]] == [first]
 
 
@@ -80,6 +81,19 @@ def test_speculative_matches_teacher(jfk_default):
     assert results["student"]["speedup_vs_teacher"] == pytest.approx(
         teacher["latency_s"] / results["student"]["latency_s"], rel=1e-2
     )
+
+
+def test_precision_runs_every_mode_in_it(client, jfk_default):
+    """The default is the device's first precision (fp32 on a CPU); int8, where offered, runs every mode in it
+    and speculative decoding still gives the int8 teacher's tokens."""
+    assert {r["precision"] for r in jfk_default["runs"][0]["results"]} == {"fp32"}
+    if not native_bf16():
+        pytest.skip("int8 (bf16 activations) is offered on a CPU with native bf16 only")
+    payload, _ = client.predict(handle_file(JFK), precision="int8", api_name="/transcribe_file")
+    results = by_mode(payload)
+    assert {r["precision"] for r in results.values()} == {"int8"}
+    assert results["speculative"]["identical_to_teacher"] is True
+    assert payload["runs"][0]["options"]["precision"] == "int8"
 
 
 def test_trace_and_word_differences_are_returned(client):
