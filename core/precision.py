@@ -1,4 +1,4 @@
-"""The precision a request's decoders run in: fp32, bf16 or int8 on a CPU, fp16 on a GPU.
+"""The precision a request's decoders run in: fp32 or int8 on a CPU, fp16 on a GPU.
 
 A precision is a property of the decoders' weight products (the student's and the teacher's decoder, where
 a mode spends its time); the encoder, shared by every mode, keeps the precision the device gives it
@@ -9,19 +9,21 @@ where greedy decoding reads one, so anything whose result for one row depends on
 differently, and a near-tie between two tokens can flip. In fp32 those differences are around 1e-7 of a
 logit, far below the margins seen (no mismatch on any benchmark clip). A precision that rounds every
 product's input to bf16 turns them into whole bf16 steps now and then, and ties flipped (2 of 20 held-out
-clips in int8 before this design). So in bf16 and int8 every row is computed as a one-token step computes
-it, to the bit:
-- each weight product is exact per row: core/matmul.py's products in bf16, and in int8 a weight-only kernel
-  (torch's `_weight_int8pack_mm`: nothing of the activations is quantized; torch's dynamic quantization
-  scales each call's activations together, so a verify pass would round otherwise than one-token steps);
+clips in int8 before this design). So in int8 every row is computed as a one-token step computes it, to
+the bit:
+- each weight product is exact per row: a weight-only kernel (torch's `_weight_int8pack_mm`: nothing of the
+  activations is quantized; torch's dynamic quantization scales each call's activations together, so a
+  verify pass would round otherwise than one-token steps);
 - attention runs as core/attention.py's row-exact attention;
 - everything else (the residual stream, layer norms, softmax) stays fp32 and works row by row.
 
 - fp32: the weights as converted.
-- bf16: bf16 weights; a product's input rounded to bf16, accumulated in fp32, its output back in fp32.
 - int8: int8 weights with one scale per output row, bf16 input ("W8A16"). The cross-attention key and value
   projections, run once per window over the 1500 encoder frames, are bf16: a full matrix product, where the
   int8 kernel does not pay.
+
+bf16 decoders are not offered: on a CPU without AMX their products are no faster than fp32's at a step's
+few rows, and their products were not exact per row (docs/benchmarks.md, session 8).
 """
 
 from __future__ import annotations
@@ -34,11 +36,8 @@ from torch import nn
 
 from core.errors import ArenaError
 from core.attention import use_row_exact_attention
-from core.matmul import project
 
-FP32, BF16, INT8, FP16 = "fp32", "bf16", "int8", "fp16"
-# bf16 is built (BF16 below) but not offered: on the bundled clips one timestamped decode of the noisy clip
-# flipped a near-tie between the teacher and speculative decoding (docs/benchmarks.md, session 8)
+FP32, INT8, FP16 = "fp32", "int8", "fp16"
 CPU_PRECISIONS = (FP32, INT8)
 GPU_PRECISIONS = (FP16,)
 
@@ -53,8 +52,8 @@ def native_bf16() -> bool:
 
 
 def available(device: torch.device) -> tuple[str, ...]:
-    """The precisions this device runs, its default first. bf16 and int8 (bf16 activations) need a CPU
-    with native bf16: emulated, they are slower than fp32 and show nothing worth comparing."""
+    """The precisions this device runs, its default first. int8 (bf16 activations) needs a CPU with native
+    bf16: emulated, it is slower than fp32 and shows nothing worth comparing."""
     if device.type != "cpu":
         return GPU_PRECISIONS
     return CPU_PRECISIONS if native_bf16() else (FP32,)
@@ -91,7 +90,7 @@ class Int8Linear(nn.Module):
 
 
 class Bf16Linear(nn.Module):
-    """A linear layer with bf16 weights: bf16 in, fp32 accumulation, fp32 out (core/matmul.py's products)."""
+    """A linear layer with bf16 weights: bf16 in, fp32 out. For the products over the encoder frames."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -99,7 +98,7 @@ class Bf16Linear(nn.Module):
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = project(x.to(torch.bfloat16), self.weight).float()
+        out = (x.to(torch.bfloat16) @ self.weight.T).float()
         return out if self.bias is None else out + self.bias
 
 
@@ -110,7 +109,10 @@ FRAME_PRODUCTS = (("encoder_attn", "k_proj"), ("encoder_attn", "v_proj"))  # onc
 
 def in_precision(model, precision: str):
     """A copy of a Whisper model (WhisperForConditionalGeneration, fp32) whose decoder's weight products and
-    output projection run in `precision`, sharing `model`'s encoder (no copy of it). `model` is left as it was."""
+    output projection run in `precision` (int8), sharing `model`'s encoder (no copy of it). `model` is left
+    as it was."""
+    if precision != INT8:
+        raise ValueError(f"no {precision} copy of a decoder: the models load in their device's default")
     encoder = model.model.encoder
     model.model.encoder = None
     try:
@@ -118,12 +120,11 @@ def in_precision(model, precision: str):
     finally:
         model.model.encoder = encoder
     variant.model.encoder = encoder
-    step = Int8Linear if precision == INT8 else Bf16Linear
     for layer in variant.model.decoder.layers:
-        for products, kind in ((STEP_PRODUCTS, step), (FRAME_PRODUCTS, Bf16Linear)):
+        for products, kind in ((STEP_PRODUCTS, Int8Linear), (FRAME_PRODUCTS, Bf16Linear)):
             for part, name in products:
                 owner = getattr(layer, part) if part else layer
                 setattr(owner, name, kind(getattr(owner, name)))
-    variant.proj_out = step(model.proj_out)  # untied: the embedding keeps its fp32 copy
+    variant.proj_out = Int8Linear(model.proj_out)  # untied: the embedding keeps its fp32 copy
     use_row_exact_attention(variant.model.decoder)
     return variant.eval()
