@@ -15,6 +15,7 @@ The price is a little padding work per call (docs/benchmarks.md has the cost tab
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 
@@ -24,13 +25,23 @@ MAX_ROWS = 16  # past a step's few positions (a verify pass reads at most 13): o
 KEY_BLOCK = 64  # keys padded to a multiple of this
 
 
-def _padded(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
-    pad = length - x.shape[dim]
-    if pad <= 0:
-        return x
-    shape = list(x.shape)
-    shape[dim] = pad
-    return torch.cat([x, x.new_zeros(shape)], dim=dim)
+def _padded(x: torch.Tensor, length: int) -> torch.Tensor:
+    """`x` (B, H, n, d) with zero rows appended along n up to `length`."""
+    return torch.nn.functional.pad(x, (0, 0, 0, length - x.shape[2])) if x.shape[2] < length else x
+
+
+@functools.lru_cache(maxsize=4096)
+def _masks(keys: int, rows: int, width: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Per group of ROWS query rows, which of `width` padded keys each row sees: a causal pass over `rows` new
+    tokens ending at `keys`. Padding rows see the first key (a row with no key would give NaN)."""
+    masks = []
+    for first in range(0, rows, ROWS):
+        ends = torch.arange(keys - rows + first, keys - rows + min(first + ROWS, rows), device=device)
+        mask = torch.zeros(ROWS, width, dtype=torch.bool, device=device)
+        mask[: len(ends)] = torch.arange(width, device=device)[None, :] <= ends[:, None]
+        mask[len(ends):, 0] = True
+        masks.append(mask)
+    return tuple(masks)
 
 
 def row_exact_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
@@ -40,25 +51,19 @@ def row_exact_attention(module, query, key, value, attention_mask, dropout=0.0, 
     and shapes it met as a one-token step (whose cache ends at that row). Whisper's decoder scales the
     queries itself (scaling 1.0); the cross-attention's rows see every encoder frame."""
     rows, keys = query.shape[2], key.shape[2]
+    causal = getattr(module, "is_causal", False)
     if rows > MAX_ROWS:  # a prompt or a teacher-forced pass: not a step, nothing to match
         return torch.nn.functional.scaled_dot_product_attention(
             query, key, value, attn_mask=attention_mask, scale=scaling,
-            is_causal=attention_mask is None and getattr(module, "is_causal", False)).transpose(1, 2).contiguous(), None
-    causal = getattr(module, "is_causal", False)
-    width = -(-keys // KEY_BLOCK) * KEY_BLOCK if causal else keys
+            is_causal=attention_mask is None and causal).transpose(1, 2).contiguous(), None
+    masks = [None] * -(-rows // ROWS)
     if causal:
-        key, value = _padded(key, width, 2), _padded(value, width, 2)
-    parts = []
-    for first in range(0, rows, ROWS):
-        chunk = query[:, :, first : first + ROWS]
-        mask = None
-        if causal:
-            ends = torch.arange(keys - rows + first, keys - rows + first + chunk.shape[2], device=key.device)
-            mask = _padded(torch.arange(width, device=key.device)[None, :] <= ends[:, None], ROWS, 0)
-            mask[chunk.shape[2]:, 0] = True  # padding rows attend somewhere (no NaN)
-        out = torch.nn.functional.scaled_dot_product_attention(_padded(chunk, ROWS, 2), key, value, attn_mask=mask,
-                                                               scale=scaling)
-        parts.append(out[:, :, : chunk.shape[2]])
+        width = -(-keys // KEY_BLOCK) * KEY_BLOCK
+        key, value = _padded(key, width), _padded(value, width)
+        masks = _masks(keys, rows, width, key.device)
+    parts = [torch.nn.functional.scaled_dot_product_attention(
+        _padded(query[:, :, first : first + ROWS], ROWS), key, value, attn_mask=mask, scale=scaling
+    )[:, :, : min(ROWS, rows - first)] for first, mask in zip(range(0, rows, ROWS), masks)]
     return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
 
 
