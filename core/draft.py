@@ -104,7 +104,6 @@ class LeanDraft:
         self.norm = copy.deepcopy(decoder.layer_norm)
         self.head = _linear(weight[self.ids], None, int8)
 
-
     @torch.inference_mode()
     def start(self, encoder_states: torch.Tensor) -> DraftState:
         """Caches for one window (`encoder_states`: (1, frames, d))."""

@@ -76,11 +76,13 @@ class Arena:
         return self._info
 
     def warmup(self) -> None:
-        """One short pass per mode (and of the VAD) so the first user request doesn't pay for lazy set-up."""
+        """One short pass per mode and precision (and of the VAD) so the first user request doesn't pay for
+        lazy set-up."""
         rng = np.random.default_rng(0)
         noise = (0.05 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
         speech_regions(noise)
-        self.transcribe(noise, Options(vad=False, no_speech_rule=False, fallback=False))
+        for name in self.info.precisions:  # every precision the page offers: its decoders made, its kernels warm
+            self.transcribe(noise, Options(vad=False, no_speech_rule=False, fallback=False, precision=name))
 
     def transcribe(self, audio: np.ndarray, options: Options = Options()) -> list[ModeResult]:
         return list(self.iter_transcribe(audio, options))
