@@ -312,11 +312,12 @@ def _costs(arena: Arena, precision: str, out: Path | None):
     from core import costs
 
     models, _ = arena.in_precision(precision)
-    table = costs.measure_models(models, arena.draft, load_audio(REPO / "assets" / "audio" / "jfk.wav"))
-    print(f"Decoders in {precision}. " + costs.markdown(table, costs.device_name(models)) + "\n", flush=True)
+    table, batched = costs.measure_models(models, arena.draft, load_audio(REPO / "assets" / "audio" / "jfk.wav"))
+    print(f"Decoders in {precision}. " + costs.markdown(table, costs.device_name(models)) + "\n\n"
+          + costs.batched_markdown(batched, table) + "\n", flush=True)
     if out:
         out.write_text(json.dumps(table.to_dict(), indent=1))
-    return table
+    return table, batched
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -364,13 +365,13 @@ def main(argv: list[str] | None = None) -> int:
             peers = {name: FasterWhisperPeer(torch.get_num_threads(), kind) for name, kind in PEERS.items()}
         except ImportError:
             print("faster-whisper is not installed: peer columns skipped (pip install -r requirements-dev.txt)")
-    table = _costs(arena, precision, args.costs_json) if (args.costs and "speculative" in args.modes) or args.costs_json else None
+    tables = _costs(arena, precision, args.costs_json) if (args.costs and "speculative" in args.modes) or args.costs_json else None
     modes = tuple(m for m in MODES if m in args.modes)
     rows, entries = measure(arena, sets, modes, peers, args.repeat, args.batch_size, precision)
     measure_rss(arena, sets.get("short", []), modes, rows, precision)
     summary = summarise(arena, rows, sets, args.batch_size, precision)
-    if table is not None:
-        summary["costs"] = table.to_dict()
+    if tables is not None:
+        summary["costs"] = {**tables[0].to_dict(), "batched": tables[1].to_dict()}
     print(markdown(summary))
     if args.json:
         args.json.write_text(json.dumps(report(arena.info, entries, summary), indent=1))

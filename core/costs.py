@@ -10,6 +10,14 @@ so c, V(k) and the per-token acceptance alpha say what any change buys before it
 length is best (core/draft.py `DraftPolicy`). Every cost here is one model pass at batch 1 with a KV cache of
 a typical length, the logit rules and the token picker included, as the decoding loop runs it; the median of
 `repeats` passes.
+
+Long recordings are where the teacher decodes BATCH windows per pass and speculative decoding one. Whether
+drafting and verifying a batch of windows together could pay is read from the same passes at batch BATCH
+(`BatchedCosts`): with T_B one teacher step over the batch and V_B(k) a pass over k drafted tokens in every
+window, even a free draft moves each window expected_tokens(alpha, k) tokens per V_B(k), so
+max_k expected_tokens(alpha, k) / V_B(k) bounds what batched speculative decoding can gain over the batched
+teacher. Where a CPU's batched pass is bound by arithmetic, V_B(k) grows almost as k + 1 and the bound is
+near 1.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ MAX_K = 12
 CONTEXT_TOKENS = 24  # tokens in the caches when a pass is timed: mid-sentence
 REPEATS = 25
 ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9)
+BATCH = 8  # Options.batch_size's default: the windows a long recording's teacher decodes per pass
+BATCH_MAX_K = 6
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,26 @@ class CostTable:
                 "modelled_speed": {str(a): round(self.best(a)[1], 3) for a in ALPHAS}}
 
 
+@dataclass(frozen=True)
+class BatchedCosts:
+    """The teacher's passes over `batch` windows at once: T_B in ms, V_B(k) in T_B (module docstring)."""
+
+    batch: int
+    teacher_step_ms: float  # T_B: one step of every window in the batch
+    verify: tuple[float, ...]  # V_B(k) for k = 1..BATCH_MAX_K: k drafted tokens in every window
+
+    def bound(self, alpha: float) -> tuple[int, float]:
+        """The best draft length and what batched speculative decoding could at most gain over the batched
+        teacher at acceptance alpha, its draft free."""
+        k = max(range(1, len(self.verify) + 1), key=lambda n: expected_tokens(alpha, n) / self.verify[n - 1])
+        return k, expected_tokens(alpha, k) / self.verify[k - 1]
+
+    def to_dict(self) -> dict:
+        return {"batch": self.batch, "teacher_step_ms": round(self.teacher_step_ms, 2),
+                "verify_T_B": [round(v, 3) for v in self.verify],
+                "bound_with_free_draft": {str(a): round(self.bound(a)[1], 3) for a in ALPHAS}}
+
+
 def _median_ms(run, repeats: int) -> float:
     run()  # warm-up
     samples = []
@@ -85,24 +115,33 @@ def _median_ms(run, repeats: int) -> float:
     return 1000 * statistics.median(samples)
 
 
+def _teacher_passes(teacher: DecoderModel, rules, encoder_states: torch.Tensor, context: list[int],
+                    sizes: range, repeats: int) -> list[float]:
+    """Median ms of one teacher pass over n new tokens in every row of `encoder_states`, for n in `sizes`."""
+    rows, device = len(encoder_states), encoder_states.device
+    cache = new_cache()
+    teacher.logits(torch.tensor([context[:-1]] * rows, device=device), encoder_states, cache)
+    sampled = context[-CONTEXT_TOKENS:]  # what the rules see; any text tokens time the same
+
+    def teacher_pass(n: int):
+        def run():
+            logits = teacher.logits(torch.tensor([context[-1:] + sampled[:n - 1]] * rows, device=device),
+                                    encoder_states, cache)
+            logits = logits.reshape(rows * n, -1)
+            _apply(rules, logits, [sampled[:j] for j in range(n)] * rows).argmax(-1).tolist()
+            truncate_cache(cache, len(context) - 1)
+        return run
+
+    return [_median_ms(teacher_pass(n), repeats) for n in sizes]
+
+
 @torch.inference_mode()
 def measure(teacher: DecoderModel, draft: DraftModel, special: SpecialTokens, encoder_states: torch.Tensor,
             context: list[int], repeats: int = REPEATS) -> CostTable:
     """Time one teacher pass over 1..MAX_K+1 new tokens and one draft step, after `context` (prompt + text)."""
     rules = logit_rules(special, False, False, encoder_states.device)
-    device = encoder_states.device
-    cache = new_cache()
-    teacher.logits(torch.tensor([context[:-1]], device=device), encoder_states, cache)
-    sampled = context[-CONTEXT_TOKENS:]  # what the rules see; any text tokens time the same
-
-    def teacher_pass(n: int):
-        def run():
-            logits = teacher.logits(torch.tensor([context[-1:] + sampled[:n - 1]], device=device), encoder_states,
-                                    cache)[0]
-            _apply(rules, logits, [sampled[:j] for j in range(n)]).argmax(-1).tolist()
-            truncate_cache(cache, len(context) - 1)
-        return run
-
+    step_ms, *verify = _teacher_passes(teacher, rules, encoder_states, context, range(1, MAX_K + 2), repeats)
+    sampled = context[-CONTEXT_TOKENS:]
     state = draft.decoder.start(encoder_states)
     draft.decoder.read(state, context[:-1])
 
@@ -111,9 +150,18 @@ def measure(teacher: DecoderModel, draft: DraftModel, special: SpecialTokens, en
         logits.argmax(-1).tolist()
         draft.decoder.truncate(state, len(context) - 1)
 
-    step_ms = _median_ms(teacher_pass(1), repeats)
-    verify = tuple(_median_ms(teacher_pass(k + 1), repeats) / step_ms for k in range(1, MAX_K + 1))
-    return CostTable(step_ms, _median_ms(draft_step, repeats) / step_ms, verify)
+    return CostTable(step_ms, _median_ms(draft_step, repeats) / step_ms, tuple(v / step_ms for v in verify))
+
+
+@torch.inference_mode()
+def measure_batched(teacher: DecoderModel, special: SpecialTokens, encoder_states: torch.Tensor, context: list[int],
+                    batch: int = BATCH, repeats: int = REPEATS) -> BatchedCosts:
+    """T_B and V_B(1..BATCH_MAX_K) with `batch` copies of one window (`encoder_states`: (1, frames, d))."""
+    rules = logit_rules(special, False, False, encoder_states.device)
+    states = encoder_states.expand(batch, -1, -1).contiguous()
+    step_ms, *verify = _teacher_passes(teacher, rules, states, context, range(1, BATCH_MAX_K + 2),
+                                       max(5, repeats // 3))
+    return BatchedCosts(batch, step_ms, tuple(v / step_ms for v in verify))
 
 
 def device_name(models) -> str:
@@ -143,12 +191,26 @@ def markdown(table: CostTable, device: str) -> str:
     return "\n".join(rows)
 
 
+def batched_markdown(batched: BatchedCosts, table: CostTable) -> str:
+    per_window = batched.teacher_step_ms / batched.batch / table.teacher_step_ms
+    return "\n".join([
+        f"Batches of {batched.batch} windows (long recordings): T_B = one teacher step over all of them = "
+        f"{batched.teacher_step_ms:.1f} ms, {per_window:.2f} T per window; a verify pass of k drafted tokens in "
+        "every window, in T_B:", "",
+        "| " + " | ".join(f"V_B({k})" for k in range(1, len(batched.verify) + 1)) + " |",
+        "|---" * len(batched.verify) + "|",
+        "| " + " | ".join(f"{v:.2f}" for v in batched.verify) + " |", "",
+        "| per-token acceptance | " + " | ".join(str(a) for a in ALPHAS) + " |", "|---" * (len(ALPHAS) + 1) + "|",
+        "| batched speculative vs batched teacher, draft free (a bound) | "
+        + " | ".join(f"{batched.bound(a)[1]:.2f}x" for a in ALPHAS) + " |"])
+
+
 SAMPLE_TEXT = " And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 
 
-def measure_models(models, draft: DraftModel, audio, repeats: int = REPEATS) -> CostTable:
-    """The cost table of a loaded preset's teacher (core/models.py) in its precision and `draft`, the encoder
-    run once on `audio` (16 kHz)."""
+def measure_models(models, draft: DraftModel, audio, repeats: int = REPEATS) -> tuple[CostTable, BatchedCosts]:
+    """The cost table of a loaded preset's teacher (core/models.py) in its precision and `draft`, and its
+    batched passes, the encoder run once on `audio` (16 kHz)."""
     from core.prompt import prompt
 
     config = models.teacher.generation_config
@@ -159,4 +221,6 @@ def measure_models(models, draft: DraftModel, audio, repeats: int = REPEATS) -> 
     with torch.inference_mode():
         states = models.teacher.model.encoder(features.to(models.device, models.dtype)).last_hidden_state
     context = [*head, *(text * 2)[:CONTEXT_TOKENS]]
-    return measure(DecoderModel(models.teacher), draft, special, states, context, repeats)
+    teacher = DecoderModel(models.teacher)
+    return (measure(teacher, draft, special, states, context, repeats),
+            measure_batched(teacher, special, states, context, BATCH, repeats))

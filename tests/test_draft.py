@@ -109,7 +109,10 @@ def test_confidence_stop_keeps_speculative_identical_and_shortens_drafts(arena, 
 
 def test_cost_table_has_every_draft_length(arena):
     """The benchmark's cost table: its shape and its use, never its speed (no timing is asserted)."""
-    table = costs.measure_models(arena.models, arena.draft, load_audio(AUDIO / "jfk.wav"), repeats=1)
+    table, batched = costs.measure_models(arena.models, arena.draft, load_audio(AUDIO / "jfk.wav"), repeats=1)
+    assert batched.batch == costs.BATCH and batched.teacher_step_ms > 0
+    assert len(batched.verify) == costs.BATCH_MAX_K and all(v > 0 for v in batched.verify)
+    assert "V_B(6)" in costs.batched_markdown(batched, table)
     assert table.teacher_step_ms > 0 and table.draft_step > 0
     assert len(table.verify) == costs.MAX_K and all(v > 0 for v in table.verify)
     for alpha in costs.ALPHAS:
@@ -120,3 +123,14 @@ def test_cost_table_has_every_draft_length(arena):
     assert policy.step_cost == round(table.draft_step, 3) and policy.verify_slope == round(table.verify_slope, 3)
     # the fitted line passes through the mean of V(1..12); base and slope are rounded to 3 decimals each
     assert policy.verify_base + policy.verify_slope * 6.5 == pytest.approx(sum(table.verify) / len(table.verify), abs=4e-3)
+
+
+def test_batched_bound_follows_the_verify_costs():
+    """A batched pass whose cost grows as k + 1 (bound by arithmetic) leaves nothing to gain even with a free
+    draft; one that stays flat gains what the kept tokens say."""
+    arithmetic = costs.BatchedCosts(8, 10.0, tuple(float(k + 1) for k in range(1, costs.BATCH_MAX_K + 1)))
+    flat = costs.BatchedCosts(8, 10.0, (1.0,) * costs.BATCH_MAX_K)
+    for alpha in costs.ALPHAS:
+        assert arithmetic.bound(alpha)[1] < 1.0
+        assert flat.bound(alpha) == (costs.BATCH_MAX_K, pytest.approx(expected_tokens(alpha, costs.BATCH_MAX_K)))
+    assert flat.to_dict()["bound_with_free_draft"]["0.9"] == round(expected_tokens(0.9, costs.BATCH_MAX_K), 3)
