@@ -51,8 +51,9 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None, int8: bool) -> nn.M
 
 
 def _frames_linear(linear: nn.Linear, int8: bool) -> nn.Module:
-    """A product over the encoder's 1500 frames, once per window: bf16 where the CPU has it natively (there a
-    product of that many rows runs ~3x faster than fp32), else the layer as it is."""
+    """A product over the encoder's 1500 frames, once per window: bf16 where the CPU has it natively (a product
+    of that many rows is bound by arithmetic, where native bf16 beats fp32: docs/benchmarks.md, session 9),
+    else the layer as it is."""
     return Bf16Linear(linear) if int8 and native_bf16() else copy.deepcopy(linear)
 
 
@@ -115,7 +116,7 @@ class LeanDraft:
     def start(self, encoder_states: torch.Tensor) -> DraftState:
         """Caches for one window (`encoder_states`: (1, frames, d))."""
         states = encoder_states[0].to(self.dtype)
-        # contiguous per head: the fused attention kernel reads a transposed view ~1.3x slower, every step
+        # contiguous per head: the fused attention kernel reads a transposed view slower, at every step
         cross = [(layer.split(layer.cross_k(states)).contiguous(), layer.split(layer.cross_v(states)).contiguous())
                  for layer in self.layers]
         shape = (1, self.layers[0].heads, self.max_length, self.layers[0].width) if self.layers else (0,)
