@@ -4,7 +4,9 @@ A decoding step at batch 1 multiplies 1 to 13 positions by weight matrices far l
 Written `x @ weight.T` (nn.Linear), a CPU BLAS runs that as a matrix-vector product for one position, and for
 a few positions packs the whole weight matrix before multiplying: the packing costs as much as the product,
 so a verify pass over 2 tokens cost about twice a one-token step. Written `weight @ x.T` with a few columns
-it streams the weights once, at memory speed. Same arithmetic in fp32 (only the summation order differs, as
+it streams the weights once, at memory speed, provided `x` is laid out row by row: given a transposed `x`
+(the MLP's second product reads the first one's output, which `weight @ x.T` leaves transposed) the same BLAS
+takes a path 3-5x slower, so the input is made contiguous first. Same arithmetic in fp32 (only the summation order differs, as
 between any two BLAS kernels); docs/benchmarks.md has the measured table. A GPU gets the plain product.
 """
 
@@ -32,7 +34,7 @@ def project(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     measured table). A GPU runs either form well: it gets the plain product."""
     if weight.device.type != "cpu" or hidden.shape[:-1].numel() > MAX_ROWS:
         return hidden @ weight.T  # many rows (the encoder frames' cross-attention keys): packing pays for itself
-    flat = hidden.reshape(-1, hidden.shape[-1])
+    flat = hidden.reshape(-1, hidden.shape[-1]).contiguous()  # a transposed `hidden` takes BLAS's slow path
     rows = len(flat)
     if rows == 1:
         out = (weight @ torch.cat([flat, flat]).T)[:, :1]
