@@ -17,7 +17,10 @@ drafting and verifying a batch of windows together could pay is read from the sa
 window, even a free draft moves each window expected_tokens(alpha, k) tokens per V_B(k), so
 max_k expected_tokens(alpha, k) / V_B(k) bounds what batched speculative decoding can gain over the batched
 teacher. Where a CPU's batched pass is bound by arithmetic, V_B(k) grows almost as k + 1 and the bound is
-near 1.
+near 1. A real draft adds c_B per drafted token, its step over the batch: estimated as the lean draft's
+one-window step c scaled by how much the student's own decoder step grows from one window to BATCH (a
+batched lean draft does not exist to time), which gives the estimate max_k expected_tokens(alpha, k) /
+(V_B(k) + k c_B).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import statistics
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -92,47 +96,76 @@ class BatchedCosts:
     batch: int
     teacher_step_ms: float  # T_B: one step of every window in the batch
     verify: tuple[float, ...]  # V_B(k) for k = 1..BATCH_MAX_K: k drafted tokens in every window
+    draft_step: float = 0.0  # c_B, in T_B: one draft step over the batch (an estimate: module docstring)
+
+    def speed(self, alpha: float, k: int, draft_step: float) -> float:
+        return expected_tokens(alpha, k) / (self.verify[k - 1] + k * draft_step)
 
     def bound(self, alpha: float) -> tuple[int, float]:
         """The best draft length and what batched speculative decoding could at most gain over the batched
         teacher at acceptance alpha, its draft free."""
-        k = max(range(1, len(self.verify) + 1), key=lambda n: expected_tokens(alpha, n) / self.verify[n - 1])
-        return k, expected_tokens(alpha, k) / self.verify[k - 1]
+        return self._best(alpha, 0.0)
+
+    def estimate(self, alpha: float) -> tuple[int, float]:
+        """The same with the draft's estimated step c_B."""
+        return self._best(alpha, self.draft_step)
+
+    def _best(self, alpha: float, draft_step: float) -> tuple[int, float]:
+        k = max(range(1, len(self.verify) + 1), key=lambda n: self.speed(alpha, n, draft_step))
+        return k, self.speed(alpha, k, draft_step)
 
     def to_dict(self) -> dict:
         return {"batch": self.batch, "teacher_step_ms": round(self.teacher_step_ms, 2),
-                "verify_T_B": [round(v, 3) for v in self.verify],
-                "bound_with_free_draft": {str(a): round(self.bound(a)[1], 3) for a in ALPHAS}}
+                "verify_T_B": [round(v, 3) for v in self.verify], "draft_step_T_B": round(self.draft_step, 3),
+                "bound_with_free_draft": {str(a): round(self.bound(a)[1], 3) for a in ALPHAS},
+                "estimate_with_draft": {str(a): round(self.estimate(a)[1], 3) for a in ALPHAS}}
 
 
-def _median_ms(run, repeats: int) -> float:
-    run()  # warm-up
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - started)
-    return 1000 * statistics.median(samples)
+def _medians_ms(runs: list[Callable[[], None]], repeats: int) -> list[float]:
+    """Median ms of each of `runs`, timed in turn round after round (after one warm-up round), so that a drift
+    in the machine's speed moves every pass alike instead of the ones timed last."""
+    samples: list[list[float]] = [[] for _ in runs]
+    for round_ in range(repeats + 1):
+        for run, times in zip(runs, samples):
+            started = time.perf_counter()
+            run()
+            if round_:
+                times.append(time.perf_counter() - started)
+    return [1000 * statistics.median(times) for times in samples]
 
 
-def _teacher_passes(teacher: DecoderModel, rules, encoder_states: torch.Tensor, context: list[int],
-                    sizes: range, repeats: int) -> list[float]:
-    """Median ms of one teacher pass over n new tokens in every row of `encoder_states`, for n in `sizes`."""
+def _passes(model: DecoderModel, rules, encoder_states: torch.Tensor, context: list[int],
+            sizes: range) -> list[Callable[[], None]]:
+    """One pass of `model` over n new tokens in every row of `encoder_states` after `context`, for n in `sizes`:
+    logits, rules and picker, then the cache cut back."""
     rows, device = len(encoder_states), encoder_states.device
     cache = new_cache()
-    teacher.logits(torch.tensor([context[:-1]] * rows, device=device), encoder_states, cache)
+    model.logits(torch.tensor([context[:-1]] * rows, device=device), encoder_states, cache)
     sampled = context[-CONTEXT_TOKENS:]  # what the rules see; any text tokens time the same
 
-    def teacher_pass(n: int):
+    def model_pass(n: int):
         def run():
-            logits = teacher.logits(torch.tensor([context[-1:] + sampled[:n - 1]] * rows, device=device),
-                                    encoder_states, cache)
+            logits = model.logits(torch.tensor([context[-1:] + sampled[:n - 1]] * rows, device=device),
+                                  encoder_states, cache)
             logits = logits.reshape(rows * n, -1)
             _apply(rules, logits, [sampled[:j] for j in range(n)] * rows).argmax(-1).tolist()
             truncate_cache(cache, len(context) - 1)
         return run
 
-    return [_median_ms(teacher_pass(n), repeats) for n in sizes]
+    return [model_pass(n) for n in sizes]
+
+
+def _draft_step(draft: DraftModel, rules, encoder_states: torch.Tensor, context: list[int]) -> Callable[[], None]:
+    """One step of the lean draft after `context`, its rules and picker included."""
+    sampled = context[-CONTEXT_TOKENS:]
+    state = draft.decoder.start(encoder_states)
+    draft.decoder.read(state, context[:-1])
+
+    def run():
+        logits = _apply(rules, draft.decoder.read(state, context[-1:]), [sampled])
+        logits.argmax(-1).tolist()
+        draft.decoder.truncate(state, len(context) - 1)
+    return run
 
 
 @torch.inference_mode()
@@ -140,28 +173,25 @@ def measure(teacher: DecoderModel, draft: DraftModel, special: SpecialTokens, en
             context: list[int], repeats: int = REPEATS) -> CostTable:
     """Time one teacher pass over 1..MAX_K+1 new tokens and one draft step, after `context` (prompt + text)."""
     rules = logit_rules(special, False, False, encoder_states.device)
-    step_ms, *verify = _teacher_passes(teacher, rules, encoder_states, context, range(1, MAX_K + 2), repeats)
-    sampled = context[-CONTEXT_TOKENS:]
-    state = draft.decoder.start(encoder_states)
-    draft.decoder.read(state, context[:-1])
-
-    def draft_step():
-        logits = _apply(rules, draft.decoder.read(state, context[-1:]), [sampled])
-        logits.argmax(-1).tolist()
-        draft.decoder.truncate(state, len(context) - 1)
-
-    return CostTable(step_ms, _median_ms(draft_step, repeats) / step_ms, tuple(v / step_ms for v in verify))
+    runs = _passes(teacher, rules, encoder_states, context, range(1, MAX_K + 2))
+    step_ms, *verify, draft_ms = _medians_ms([*runs, _draft_step(draft, rules, encoder_states, context)], repeats)
+    return CostTable(step_ms, draft_ms / step_ms, tuple(v / step_ms for v in verify))
 
 
 @torch.inference_mode()
-def measure_batched(teacher: DecoderModel, special: SpecialTokens, encoder_states: torch.Tensor, context: list[int],
-                    batch: int = BATCH, repeats: int = REPEATS) -> BatchedCosts:
-    """T_B and V_B(1..BATCH_MAX_K) with `batch` copies of one window (`encoder_states`: (1, frames, d))."""
+def measure_batched(teacher: DecoderModel, student: DecoderModel, special: SpecialTokens, encoder_states: torch.Tensor,
+                    context: list[int], draft_step_ms: float, batch: int = BATCH,
+                    repeats: int = REPEATS) -> BatchedCosts:
+    """T_B and V_B(1..BATCH_MAX_K) with `batch` copies of one window (`encoder_states`: (1, frames, d)), and c_B:
+    the one-window draft step `draft_step_ms` scaled by the student's own step at `batch` windows over one."""
     rules = logit_rules(special, False, False, encoder_states.device)
     states = encoder_states.expand(batch, -1, -1).contiguous()
-    step_ms, *verify = _teacher_passes(teacher, rules, states, context, range(1, BATCH_MAX_K + 2),
-                                       max(5, repeats // 3))
-    return BatchedCosts(batch, step_ms, tuple(v / step_ms for v in verify))
+    runs = [*_passes(teacher, rules, states, context, range(1, BATCH_MAX_K + 2)),
+            *_passes(student, rules, encoder_states, context, range(1, 2)),
+            *_passes(student, rules, states, context, range(1, 2))]
+    step_ms, *verify, student_one, student_batch = _medians_ms(runs, max(5, repeats // 3))
+    draft_step = draft_step_ms * student_batch / student_one / step_ms
+    return BatchedCosts(batch, step_ms, tuple(v / step_ms for v in verify), draft_step)
 
 
 def device_name(models) -> str:
@@ -202,7 +232,9 @@ def batched_markdown(batched: BatchedCosts, table: CostTable) -> str:
         "| " + " | ".join(f"{v:.2f}" for v in batched.verify) + " |", "",
         "| per-token acceptance | " + " | ".join(str(a) for a in ALPHAS) + " |", "|---" * (len(ALPHAS) + 1) + "|",
         "| batched speculative vs batched teacher, draft free (a bound) | "
-        + " | ".join(f"{batched.bound(a)[1]:.2f}x" for a in ALPHAS) + " |"])
+        + " | ".join(f"{batched.bound(a)[1]:.2f}x" for a in ALPHAS) + " |",
+        f"| the same with the draft's step over the batch, c_B ~ {batched.draft_step:.2f} T_B (an estimate) | "
+        + " | ".join(f"{batched.estimate(a)[1]:.2f}x" for a in ALPHAS) + " |"])
 
 
 SAMPLE_TEXT = " And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
@@ -222,5 +254,7 @@ def measure_models(models, draft: DraftModel, audio, repeats: int = REPEATS) -> 
         states = models.teacher.model.encoder(features.to(models.device, models.dtype)).last_hidden_state
     context = [*head, *(text * 2)[:CONTEXT_TOKENS]]
     teacher = DecoderModel(models.teacher)
-    return (measure(teacher, draft, special, states, context, repeats),
-            measure_batched(teacher, special, states, context, BATCH, repeats))
+    table = measure(teacher, draft, special, states, context, repeats)
+    draft_step_ms = table.draft_step * table.teacher_step_ms
+    return table, measure_batched(teacher, DecoderModel(models.student), special, states, context, draft_step_ms,
+                                  BATCH, repeats)

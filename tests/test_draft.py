@@ -112,7 +112,9 @@ def test_cost_table_has_every_draft_length(arena):
     table, batched = costs.measure_models(arena.models, arena.draft, load_audio(AUDIO / "jfk.wav"), repeats=1)
     assert batched.batch == costs.BATCH and batched.teacher_step_ms > 0
     assert len(batched.verify) == costs.BATCH_MAX_K and all(v > 0 for v in batched.verify)
-    assert "V_B(6)" in costs.batched_markdown(batched, table)
+    assert "V_B(6)" in costs.batched_markdown(batched, table) and batched.draft_step > 0
+    for alpha in costs.ALPHAS:  # a draft that costs something gains less than a free one
+        assert batched.estimate(alpha)[1] < batched.bound(alpha)[1]
     assert table.teacher_step_ms > 0 and table.draft_step > 0
     assert len(table.verify) == costs.MAX_K and all(v > 0 for v in table.verify)
     for alpha in costs.ALPHAS:
@@ -134,3 +136,6 @@ def test_batched_bound_follows_the_verify_costs():
         assert arithmetic.bound(alpha)[1] < 1.0
         assert flat.bound(alpha) == (costs.BATCH_MAX_K, pytest.approx(expected_tokens(alpha, costs.BATCH_MAX_K)))
     assert flat.to_dict()["bound_with_free_draft"]["0.9"] == round(expected_tokens(0.9, costs.BATCH_MAX_K), 3)
+    # a draft step of half a batched step makes long drafts cost more than they keep: k = 1 at 50% acceptance
+    drafting = costs.BatchedCosts(8, 10.0, (1.0,) * costs.BATCH_MAX_K, draft_step=0.5)
+    assert drafting.estimate(0.5) == (1, pytest.approx(expected_tokens(0.5, 1) / 1.5))
