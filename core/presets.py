@@ -34,7 +34,7 @@ class Preset:
 LOCAL_CHUNK_LENGTH_S = 20.0
 # The local student drafting on a CPU (the int8 lean step of core/draft.py): costs fitted to `python -m core.bench`'s
 # cost table and the confidence stop chosen by tools/tune_draft.py on held-out real speech (docs/benchmarks.md).
-LOCAL_DRAFT = DraftPolicy(step_cost=0.23, verify_base=1.0, verify_slope=0.2, confidence=0.5)
+LOCAL_DRAFT = DraftPolicy(step_cost=0.26, verify_base=0.9, verify_slope=0.19, confidence=0.5)
 
 
 PRESETS = {
