@@ -7,7 +7,8 @@ time, so the student and the teacher do too; the teacher batching its windows is
 because batching and speculation compete on long audio). Relative latency follows the Distil-Whisper
 paper: teacher latency / mode latency per clip (median over repeats), median over clips; the range beside
 it is over repeats (total teacher time / total mode time per repeat). faster-whisper runs the same weights
-in CTranslate2, fp32 and int8, as the peer columns (`--no-peer` to skip them).
+in CTranslate2, fp32 and int8, as the peer columns (`--no-peer` to skip them), each in a process of its
+own (core/peer.py).
 
 Hallucination columns (on `--long` and `--noisy`): 5-gram repetition rate and insertion rate per mode.
 """
@@ -30,12 +31,12 @@ from core.audio import SAMPLE_RATE, load_audio
 from core.engine import Arena, Options
 from core.metrics import corpus_wer, insertion_rate, repetition_rate
 from core.modes import MODES
+from core.peer import PEERS, FasterWhisperPeer
 from core.precision import check as check_precision
 from core.report import report, run_entry
 from core.windows import WINDOW_S
 
 REPO = Path(__file__).resolve().parents[1]
-PEERS = {"faster-whisper fp32": "float32", "faster-whisper int8": "int8"}
 BATCHED = "teacher, batch {batch}"
 RSS_SAMPLE_S = 0.01
 
@@ -106,26 +107,6 @@ def load_clips(data: Path | None, limit: int | None = None) -> list[Clip]:
         return []
     rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines() if line.strip()]
     return [Clip(Path(r["file"]).stem, load_audio(data / r["file"]), r["text"]) for r in rows[:limit]]
-
-
-class FasterWhisperPeer:
-    """The same whisper-base weights in CTranslate2, as a CPU user would run them instead: greedy, its own
-    sequential algorithm with silero VAD (as ours), no timestamps in the output."""
-
-    def __init__(self, threads: int, compute_type: str):
-        from faster_whisper import WhisperModel
-
-        from core import weights
-
-        self.model = WhisperModel(str(weights.ctranslate2_dir(weights.TEACHER_BASE)), device="cpu",
-                                  compute_type=compute_type, cpu_threads=threads)
-
-    def transcribe(self, audio: np.ndarray) -> tuple[str, float]:
-        started = time.perf_counter()
-        segments, _ = self.model.transcribe(audio, language="en", beam_size=1, condition_on_previous_text=False,
-                                            vad_filter=True, temperature=0.0)
-        text = "".join(s.text for s in segments).strip()
-        return text, time.perf_counter() - started
 
 
 def _rotated(items: list, by: int) -> list:
@@ -368,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     tables = _costs(arena, precision, args.costs_json) if (args.costs and "speculative" in args.modes) or args.costs_json else None
     modes = tuple(m for m in MODES if m in args.modes)
     rows, entries = measure(arena, sets, modes, peers, args.repeat, args.batch_size, precision)
+    for peer in peers.values():
+        peer.close()
     measure_rss(arena, sets.get("short", []), modes, rows, precision)
     summary = summarise(arena, rows, sets, args.batch_size, precision)
     if tables is not None:

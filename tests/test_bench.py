@@ -2,11 +2,15 @@
 columns, and speculative = teacher."""
 
 import json
+import os
+import sys
 
 import soundfile as sf
 
 from conftest import AUDIO, TWO_WINDOWS, joined_speech
 from core import bench, weights
+from core.audio import load_audio
+from core.peer import FasterWhisperPeer
 
 COLUMNS = ("params_m", "rel_latency_short", "rel_latency_short_range", "rtfx_short", "tokens_per_s_short",
            "wer_short", "acceptance_rate", "peak_rss_mb")
@@ -56,3 +60,16 @@ def test_bench_takes_another_student_for_the_presets_teacher(tmp_path):
                        "--modes", "student", "--no-peer", "--repeat", "1", "--json", str(out)]) == 0
     environment = json.loads(out.read_text())["environment"]
     assert environment["student"] == str(student.resolve()) and environment["teacher"] == weights.TEACHER_BASE
+
+
+def test_the_peer_runs_in_a_process_of_its_own():
+    """CTranslate2 slows torch in the process it has run in (core/peer.py): the peer must never load here,
+    not even after the benchmark above ran both peers."""
+    peer = FasterWhisperPeer(1, "int8")
+    try:
+        text, seconds = peer.transcribe(load_audio(AUDIO / "jfk.wav"))
+        assert "country" in text.lower() and seconds > 0
+        assert peer.pid != os.getpid()
+        assert "ctranslate2" not in sys.modules and "faster_whisper" not in sys.modules
+    finally:
+        peer.close()
