@@ -20,7 +20,6 @@ import json
 import os
 import statistics
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -348,9 +347,11 @@ def main(argv: list[str] | None = None) -> int:
             print("faster-whisper is not installed: peer columns skipped (pip install -r requirements-dev.txt)")
     tables = _costs(arena, precision, args.costs_json) if (args.costs and "speculative" in args.modes) or args.costs_json else None
     modes = tuple(m for m in MODES if m in args.modes)
-    rows, entries = measure(arena, sets, modes, peers, args.repeat, args.batch_size, precision)
-    for peer in peers.values():
-        peer.close()
+    try:
+        rows, entries = measure(arena, sets, modes, peers, args.repeat, args.batch_size, precision)
+    finally:
+        for peer in peers.values():
+            peer.close()
     measure_rss(arena, sets.get("short", []), modes, rows, precision)
     summary = summarise(arena, rows, sets, args.batch_size, precision)
     if tables is not None:
